@@ -1,0 +1,137 @@
+package assertion
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/gatehouse/gatehouse/identity"
+)
+
+func writePEM(t *testing.T, typ string, der []byte) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestLoadKey(t *testing.T) {
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	sec1, _ := x509.MarshalECPrivateKey(p256)
+	pkcs8EC, _ := x509.MarshalPKCS8PrivateKey(p256)
+	sec1384, _ := x509.MarshalECPrivateKey(p384)
+	pkcs8RSA, _ := x509.MarshalPKCS8PrivateKey(rsa2048)
+
+	tests := []struct {
+		name    string
+		file    string
+		wantAlg jose.SignatureAlgorithm
+		wantErr string
+	}{
+		{"EC SEC1", writePEM(t, "EC PRIVATE KEY", sec1), jose.ES256, ""},
+		{"EC PKCS8", writePEM(t, "PRIVATE KEY", pkcs8EC), jose.ES256, ""},
+		{"RSA PKCS1", writePEM(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa2048)), jose.RS256, ""},
+		{"RSA PKCS8", writePEM(t, "PRIVATE KEY", pkcs8RSA), jose.RS256, ""},
+		{"P-384 refused", writePEM(t, "EC PRIVATE KEY", sec1384), "", "P-256"},
+		{"short RSA refused", writePEM(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa1024)), "", "2048"},
+		{"public key refused", writePEM(t, "PUBLIC KEY", []byte("x")), "", "not a private key"},
+		{"garbage", writePEM(t, "PRIVATE KEY", []byte("garbage")), "", "cannot parse"},
+		{"missing file", filepath.Join(t.TempDir(), "nope.pem"), "", "cannot read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := LoadKey(tt.file)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Alg != tt.wantAlg || k.ID == "" {
+				t.Fatalf("alg = %s kid = %q", k.Alg, k.ID)
+			}
+		})
+	}
+}
+
+func TestSignVerifiesWithPublishedKeys(t *testing.T) {
+	k1, _ := GenerateKey()
+	k2, _ := GenerateKey()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s, err := NewSigner([]Key{k1, k2}, "https://dash.example.com", "app.internal:8080", 5*time.Minute, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.Sign(identity.Identity{Provider: "corp", Subject: "42", Email: "a@example.com", EmailVerified: true}, "sid123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(s.JWKS(), &set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 2 {
+		t.Fatalf("JWKS has %d keys, want both (rotation)", len(set.Keys))
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid := tok.Headers[0].KeyID; kid != k1.ID {
+		t.Fatalf("kid = %q, want the first key's %q", kid, k1.ID)
+	}
+	keys := set.Key(tok.Headers[0].KeyID)
+	if len(keys) != 1 {
+		t.Fatal("signing key not published")
+	}
+	var c Claims
+	if err := tok.Claims(keys[0].Key, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: "https://dash.example.com", AnyAudience: jwt.Audience{"app.internal:8080"}, Time: now.Add(time.Minute)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "corp:42" || c.SessionID != "sid123" || c.Provider != "corp" || c.Groups == nil || c.ID == "" {
+		t.Fatalf("claims = %+v", c)
+	}
+	if err := c.Claims.ValidateWithLeeway(jwt.Expected{Time: now.Add(6 * time.Minute)}, 0); err == nil {
+		t.Fatal("assertion still valid after its lifetime")
+	}
+	// The groups claim is always an array, [] when there are none.
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatal("not a compact JWS")
+	}
+	var payload map[string]any
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &payload); err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := payload["groups"].([]any); !ok || len(g) != 0 {
+		t.Fatalf("groups = %#v, want []", payload["groups"])
+	}
+}

@@ -1,0 +1,219 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"github.com/gatehouse/gatehouse/metrics"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/pages"
+	"github.com/gatehouse/gatehouse/session"
+)
+
+// Login serves the sign-in dance: the sign-in page, /start, the provider
+// callbacks and sign-out.
+type Login struct {
+	providers []Provider
+	byName    map[string]Provider
+	sessions  *session.Manager
+	pages     *pages.Renderer
+	state     *stateCookies
+	public    *url.URL
+	prefix    string
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	now       func() time.Time
+}
+
+// LoginConfig gathers what Login depends on.
+type LoginConfig struct {
+	Providers []Provider
+	Sessions  *session.Manager
+	Pages     *pages.Renderer
+	PublicURL *url.URL // external base URL
+	Prefix    string   // path prefix of Gatehouse's endpoints, e.g. "/oauth2"
+	Secret    string   // session.secret, keys the sign-in state cookies
+	Cookie    string   // session cookie name; state cookies derive theirs from it
+	Secure    bool     // Secure attribute on cookies
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics // may be nil
+	Now       func() time.Time // nil: time.Now
+}
+
+// NewLogin builds the sign-in handlers.
+func NewLogin(c LoginConfig) *Login {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	l := &Login{
+		providers: c.Providers, byName: map[string]Provider{}, sessions: c.Sessions, pages: c.Pages,
+		state:  newStateCookies(c.Secret, c.Cookie, c.Prefix+"/callback/", c.Secure, c.Now),
+		public: c.PublicURL, prefix: c.Prefix, log: c.Logger, metrics: c.Metrics, now: c.Now,
+	}
+	for _, p := range c.Providers {
+		l.byName[p.Name()] = p
+	}
+	return l
+}
+
+// CallbackURL is the redirect_uri registered with a provider called name.
+func CallbackURL(public *url.URL, prefix, name string) string {
+	return strings.TrimSuffix(public.String(), "/") + prefix + "/callback/" + name
+}
+
+// Providers returns the configured providers in button order.
+func (l *Login) Providers() []Provider { return l.providers }
+
+// Provider returns the provider called name, if any.
+func (l *Login) Provider(name string) (Provider, bool) {
+	p, ok := l.byName[name]
+	return p, ok
+}
+
+// SignInURL is the sign-in page for a browser that wanted rd.
+func (l *Login) SignInURL(rd string) string {
+	return l.prefix + "/sign_in?rd=" + url.QueryEscape(rd)
+}
+
+// SignIn serves GET sign_in: one button per provider.
+func (l *Login) SignIn(w http.ResponseWriter, r *http.Request) {
+	rd := SafeRedirect(r.URL.Query().Get("rd"), l.public)
+	buttons := make([]pages.ProviderButton, 0, len(l.providers))
+	for _, p := range l.providers {
+		buttons = append(buttons, pages.ProviderButton{
+			Name: p.Name(), DisplayName: p.DisplayName(),
+			StartURL: l.prefix + "/start?provider=" + url.QueryEscape(p.Name()) + "&rd=" + url.QueryEscape(rd),
+		})
+	}
+	l.pages.SignIn(w, buttons)
+}
+
+// Start serves GET start: it remembers the sign-in in a state cookie and
+// sends the browser to the provider.
+func (l *Login) Start(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := q.Get("provider")
+	if name == "" && len(l.providers) == 1 {
+		name = l.providers[0].Name()
+	}
+	p, ok := l.byName[name]
+	if !ok {
+		l.pages.Error(w, http.StatusBadRequest, "Unknown sign-in provider",
+			"The sign-in link names a provider this site does not use.", l.prefix+"/sign_in")
+		return
+	}
+	st := newLoginState(p.Name(), SafeRedirect(q.Get("rd"), l.public), l.now())
+	target, err := p.AuthCodeURL(r.Context(), st)
+	if err != nil {
+		l.fail(w, r, p.Name(), err)
+		return
+	}
+	l.state.set(w, st)
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// Callback serves GET callback/NAME for provider p.
+func (l *Login) Callback(p Provider) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		st, err := l.state.take(w, r, q.Get("state"))
+		if err != nil {
+			l.log.Warn("sign-in rejected", "event", "login", "provider", p.Name(), "result", "bad_state")
+			l.metrics.Login(p.Name(), "error")
+			l.pages.Error(w, http.StatusBadRequest, "Sign-in expired",
+				"This sign-in link is no longer valid (it was used already, expired, or started in another browser). Please start again.",
+				l.prefix+"/sign_in")
+			return
+		}
+		// State is bound to the provider it was issued for: a callback
+		// arriving at another provider's path is a mix-up attempt.
+		if st.Provider != p.Name() {
+			l.log.Warn("sign-in rejected", "event", "login", "provider", p.Name(), "result", "provider_mismatch")
+			l.metrics.Login(p.Name(), "error")
+			l.pages.Error(w, http.StatusBadRequest, "Sign-in failed",
+				"The sign-in answer came back for a different provider than the one you chose. Please start again.", l.prefix+"/sign_in")
+			return
+		}
+		if e := q.Get("error"); e != "" {
+			l.metrics.Login(p.Name(), "error")
+			l.log.Info("sign-in refused by provider", "event", "login", "provider", p.Name(), "result", "provider_error", "error", truncate(e, 64))
+			l.pages.Error(w, http.StatusForbidden, "Sign-in cancelled",
+				"The sign-in provider did not complete the sign-in.", l.prefix+"/sign_in?rd="+url.QueryEscape(st.Redirect))
+			return
+		}
+		id, tok, err := p.Finish(r.Context(), r, st)
+		if err != nil {
+			l.fail(w, r, p.Name(), err)
+			return
+		}
+		if d := p.Rule().Check(id); !d.Allowed {
+			l.metrics.Login(p.Name(), "denied")
+			l.metrics.Denied(string(d.Kind))
+			l.log.Info("sign-in denied", "event", "login", "provider", p.Name(), "result", "denied",
+				"reason", string(d.Kind), "user", id.User, "email", id.Email)
+			l.pages.Denied(w, d.Message(), id.Email, l.prefix+"/sign_in")
+			return
+		}
+		// A sign-in always gets a new session id; a session the browser
+		// still had ends here, so an id planted before sign-in is useless.
+		if old, err := l.sessions.Load(r.Context(), r); err == nil {
+			_ = l.sessions.Delete(r.Context(), nil, old)
+		}
+		s, err := l.sessions.Create(r.Context(), w, id, tok)
+		if err != nil {
+			l.log.Error("creating session", "event", "login", "provider", p.Name(), "result", "store_error", "err", err)
+			l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+				"Your sign-in worked, but the session could not be saved. Please try again in a moment.", "")
+			return
+		}
+		l.metrics.Login(p.Name(), "success")
+		l.log.Info("signed in", "event", "login", "provider", p.Name(), "result", "success",
+			"user", id.User, "email", id.Email, "sid", s.ID())
+		http.Redirect(w, r, st.Redirect, http.StatusFound)
+	})
+}
+
+// SignOut serves GET and POST sign_out: the session ends server-side,
+// the cookie is cleared and the browser goes to rd or the signed-out page.
+func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
+	s, err := l.sessions.Load(r.Context(), r)
+	if err != nil && !errors.Is(err, session.ErrNoSession) {
+		l.log.Error("loading session for sign-out", "event", "logout", "err", err)
+		l.sessions.ClearCookie(w)
+		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+			"The session store could not be reached, so your session could not be ended everywhere. Please try again.", "")
+		return
+	}
+	if err := l.sessions.Delete(context.WithoutCancel(r.Context()), w, s); err != nil {
+		l.log.Error("deleting session", "event", "logout", "err", err)
+		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+			"Your session could not be ended on the server. Please try again.", "")
+		return
+	}
+	if s != nil {
+		l.log.Info("signed out", "event", "logout", "user", s.Identity.User, "sid", s.ID())
+	}
+	if rd := r.URL.Query().Get("rd"); rd != "" {
+		http.Redirect(w, r, SafeRedirect(rd, l.public), http.StatusFound)
+		return
+	}
+	l.pages.SignedOut(w, l.prefix+"/sign_in")
+}
+
+func (l *Login) fail(w http.ResponseWriter, r *http.Request, provider string, err error) {
+	le := asLoginError(err)
+	l.metrics.Login(provider, "error")
+	l.log.Warn("sign-in failed", "event", "login", "provider", provider, "result", "error", "status", le.Status, "err", le.Err)
+	l.pages.Error(w, le.Status, le.Title, le.Message, l.prefix+"/sign_in")
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

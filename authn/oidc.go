@@ -1,0 +1,368 @@
+package authn
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/filters"
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/session"
+)
+
+// discoveryRetry bounds how often a failed discovery is retried, so a
+// provider outage does not turn every request into an outbound call.
+const discoveryRetry = 2 * time.Second
+
+// providerTimeout bounds each call to a provider.
+const providerTimeout = 15 * time.Second
+
+// OIDC is a generic OpenID Connect provider. Discovery happens lazily and
+// is retried, so Gatehouse starts (and reports not-ready) while the
+// provider is down, instead of crash-looping.
+type OIDC struct {
+	name        string
+	cfg         OIDCConfig
+	rule        filters.Rule
+	redirectURL string
+	client      *http.Client
+	opts        oidcOptions
+
+	mu      sync.Mutex
+	disc    *oidcDiscovered
+	lastTry time.Time
+	lastErr error
+}
+
+type oidcDiscovered struct {
+	provider *oidc.Provider
+	verifier *oidc.IDTokenVerifier
+	oauth    oauth2.Config
+	// issParam: the provider promises the RFC 9207 iss response parameter.
+	issParam bool
+}
+
+// oidcOptions adapt the generic provider to a particular one (GitLab).
+type oidcOptions struct {
+	groupsFromUserInfo bool // the ID token lists groups only partly; userinfo has them all
+	groupPaths         bool // groups are hierarchical paths: a subgroup passes for its parent
+}
+
+// NewOIDC returns the provider called name. global holds the filter lists
+// that apply to every provider.
+func NewOIDC(name string, cfg OIDCConfig, global filters.Lists, redirectURL string, client *http.Client) *OIDC {
+	lists := global
+	lists.Groups = cfg.AllowedGroups
+	return &OIDC{name: name, cfg: cfg, rule: filters.NewRule(lists), redirectURL: redirectURL, client: client}
+}
+
+// Name implements Provider.
+func (p *OIDC) Name() string { return p.name }
+
+// DisplayName implements Provider.
+func (p *OIDC) DisplayName() string { return p.cfg.DisplayName }
+
+// Rule implements Provider.
+func (p *OIDC) Rule() filters.Rule { return p.rule }
+
+// Ready implements Provider.
+func (p *OIDC) Ready(ctx context.Context) error {
+	_, err := p.discover(ctx)
+	return err
+}
+
+func (p *OIDC) clientCtx(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, p.client)
+}
+
+func (p *OIDC) discover(ctx context.Context) (*oidcDiscovered, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.disc != nil {
+		return p.disc, nil
+	}
+	if !p.lastTry.IsZero() && time.Since(p.lastTry) < discoveryRetry {
+		return nil, p.lastErr
+	}
+	p.lastTry = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, providerTimeout)
+	defer cancel()
+	provider, err := oidc.NewProvider(p.clientCtx(ctx), p.cfg.IssuerURL)
+	if err != nil {
+		p.lastErr = fmt.Errorf("oidc discovery for %s: %w", p.name, err)
+		return nil, p.lastErr
+	}
+	var extra struct {
+		IssParam bool `json:"authorization_response_iss_parameter_supported"`
+	}
+	_ = provider.Claims(&extra)
+	p.disc = &oidcDiscovered{
+		provider: provider,
+		verifier: provider.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}),
+		oauth: oauth2.Config{
+			ClientID:     p.cfg.ClientID,
+			ClientSecret: p.cfg.ClientSecret,
+			Endpoint:     provider.Endpoint(),
+			RedirectURL:  p.redirectURL,
+			Scopes:       p.cfg.Scopes,
+		},
+		issParam: extra.IssParam,
+	}
+	return p.disc, nil
+}
+
+// AuthCodeURL implements Provider.
+func (p *OIDC) AuthCodeURL(ctx context.Context, st *loginState) (string, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return "", providerUnavailable(err)
+	}
+	return d.oauth.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), nil
+}
+
+// Finish implements Provider.
+func (p *OIDC) Finish(ctx context.Context, r *http.Request, st *loginState) (identity.Identity, *session.ProviderToken, error) {
+	var none identity.Identity
+	d, err := p.discover(ctx)
+	if err != nil {
+		return none, nil, providerUnavailable(err)
+	}
+	q := r.URL.Query()
+	// RFC 9207: where the provider promises iss, it must be there and be
+	// this provider; where it sends one anyway, it must still match. This
+	// defeats mix-up attacks between several configured providers.
+	if iss, ok := q["iss"]; ok || d.issParam {
+		if !ok || len(iss) != 1 || iss[0] != p.cfg.IssuerURL {
+			return none, nil, signInFailed(errors.New("iss response parameter missing or not this provider's issuer"))
+		}
+	}
+	code := q.Get("code")
+	if code == "" {
+		return none, nil, signInFailed(errors.New("callback without code"))
+	}
+	ctx, cancel := context.WithTimeout(p.clientCtx(ctx), providerTimeout)
+	defer cancel()
+	tok, err := d.oauth.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return none, nil, signInFailed(fmt.Errorf("code exchange refused: %s", re.ErrorCode))
+		}
+		return none, nil, providerUnavailable(fmt.Errorf("code exchange: %w", err))
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return none, nil, signInFailed(errors.New("token response without id_token"))
+	}
+	idt, err := d.verifier.Verify(ctx, rawID)
+	if err != nil {
+		return none, nil, signInFailed(fmt.Errorf("id_token: %w", err))
+	}
+	// go-oidc does not check the nonce; without this an ID token issued
+	// for another sign-in could be replayed here.
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
+		return none, nil, signInFailed(errors.New("id_token nonce does not match this sign-in"))
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			return none, nil, signInFailed(fmt.Errorf("at_hash: %w", err))
+		}
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&claims); err != nil {
+		return none, nil, signInFailed(fmt.Errorf("id_token claims: %w", err))
+	}
+	_, hasEmail := claims["email"]
+	if (!hasEmail || p.opts.groupsFromUserInfo) && d.provider.UserInfoEndpoint() != "" {
+		if err := p.mergeUserInfo(ctx, d, tok.AccessToken, idt.Subject, claims); err != nil {
+			return none, nil, err
+		}
+	}
+	id := p.identityFrom(idt.Subject, claims)
+	return id, tokenFrom(tok), nil
+}
+
+// userInfo fetches the userinfo endpoint's claims with an access token.
+// A 401 or 403 means the token is no longer accepted.
+func (p *OIDC) userInfo(ctx context.Context, d *oidcDiscovered, accessToken string) (map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.provider.UserInfoEndpoint(), nil)
+	if err != nil {
+		return nil, providerUnavailable(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, providerUnavailable(fmt.Errorf("userinfo: %w", redactURLError(err)))
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, ErrRevoked
+	case resp.StatusCode != http.StatusOK:
+		return nil, providerUnavailable(fmt.Errorf("userinfo: status %d", resp.StatusCode))
+	}
+	claims := map[string]any{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&claims); err != nil {
+		return nil, providerUnavailable(fmt.Errorf("userinfo: %w", err))
+	}
+	return claims, nil
+}
+
+// mergeUserInfo adds the userinfo endpoint's claims to claims, after
+// checking it speaks of the same subject. Claims the ID token already has
+// win, except groups for providers that only list them fully in userinfo.
+func (p *OIDC) mergeUserInfo(ctx context.Context, d *oidcDiscovered, accessToken, sub string, claims map[string]any) error {
+	more, err := p.userInfo(ctx, d, accessToken)
+	if err != nil {
+		return err
+	}
+	if s, _ := more["sub"].(string); s != sub {
+		return signInFailed(errors.New("userinfo subject differs from id_token subject"))
+	}
+	for k, v := range more {
+		if _, ok := claims[k]; !ok || (p.opts.groupsFromUserInfo && k == p.cfg.GroupsClaim) {
+			claims[k] = v
+		}
+	}
+	return nil
+}
+
+// Revalidate implements Provider: with a refresh token, a fresh ID token
+// (and userinfo where needed); without one, userinfo with the access token.
+func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (identity.Identity, *session.ProviderToken, error) {
+	var none identity.Identity
+	if tok == nil || tok.AccessToken == "" {
+		return none, nil, ErrRevoked
+	}
+	d, err := p.discover(ctx)
+	if err != nil {
+		return none, nil, providerUnavailable(err)
+	}
+	ctx, cancel := context.WithTimeout(p.clientCtx(ctx), providerTimeout)
+	defer cancel()
+	fresh := tok
+	claims := map[string]any{}
+	var sub string
+	if tok.RefreshToken != "" {
+		t, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+		if err != nil {
+			return none, nil, classifyTokenError(err)
+		}
+		fresh = tokenFrom(t)
+		if fresh.RefreshToken == "" {
+			fresh.RefreshToken = tok.RefreshToken
+		}
+		if raw, _ := t.Extra("id_token").(string); raw != "" {
+			idt, err := d.verifier.Verify(ctx, raw)
+			if err != nil {
+				return none, nil, providerUnavailable(fmt.Errorf("refreshed id_token: %w", err))
+			}
+			if err := idt.Claims(&claims); err != nil {
+				return none, nil, providerUnavailable(err)
+			}
+			sub = idt.Subject
+		}
+	}
+	if d.provider.UserInfoEndpoint() != "" && (sub == "" || p.opts.groupsFromUserInfo) {
+		more, err := p.userInfo(ctx, d, fresh.AccessToken)
+		if err != nil {
+			return none, nil, err
+		}
+		moreSub, _ := more["sub"].(string)
+		if sub != "" && moreSub != sub {
+			return none, nil, ErrRevoked
+		}
+		sub = moreSub
+		for k, v := range more {
+			if _, ok := claims[k]; !ok || (p.opts.groupsFromUserInfo && k == p.cfg.GroupsClaim) {
+				claims[k] = v
+			}
+		}
+	}
+	if sub == "" {
+		// Neither a refresh token nor a userinfo endpoint: nothing can
+		// confirm the user, so the session ends and they sign in again.
+		return none, nil, ErrRevoked
+	}
+	return p.identityFrom(sub, claims), fresh, nil
+}
+
+func (p *OIDC) identityFrom(sub string, claims map[string]any) identity.Identity {
+	email := claimString(claims, "email")
+	// An absent email_verified is taken as verified, as most providers
+	// only send it when they know; an explicit false is honoured.
+	verified := true
+	if v, ok := claims["email_verified"]; ok {
+		verified = v == true || v == "true"
+	}
+	if p.cfg.InsecureSkipEmailVerified {
+		verified = true
+	}
+	user := claimString(claims, p.cfg.UserClaim)
+	if user == "" {
+		user = identity.LocalPart(email)
+	}
+	if user == "" {
+		user = sub
+	}
+	return identity.Identity{
+		GroupsArePaths:    p.opts.groupPaths,
+		Provider:          p.name,
+		Subject:           sub,
+		User:              user,
+		Email:             email,
+		EmailVerified:     verified && email != "",
+		Name:              claimString(claims, "name"),
+		PreferredUsername: claimString(claims, "preferred_username"),
+		Groups:            claimStrings(claims, p.cfg.GroupsClaim),
+	}
+}
+
+func claimString(claims map[string]any, name string) string {
+	s, _ := claims[name].(string)
+	return strings.TrimSpace(s)
+}
+
+// claimStrings reads a claim that providers send as an array of strings
+// or, for a single value, as a plain string.
+func claimStrings(claims map[string]any, name string) []string {
+	out := []string{}
+	switch v := claims[name].(type) {
+	case string:
+		if v != "" {
+			out = append(out, v)
+		}
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// NewGitLab returns the GitLab provider (gitlab.com or self-hosted), which
+// speaks OIDC with the issuer at cfg.URL. Its groups are full paths taken
+// from userinfo (the ID token carries only direct memberships), and an
+// allowed group admits its subgroups.
+func NewGitLab(cfg GitLabConfig, global filters.Lists, redirectURL string, client *http.Client) *OIDC {
+	p := NewOIDC("gitlab", OIDCConfig{
+		DisplayName: "GitLab", IssuerURL: strings.TrimSuffix(cfg.URL, "/"), ClientID: cfg.ClientID,
+		ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes, GroupsClaim: "groups",
+		AllowedGroups: cfg.AllowedGroups, UserClaim: "nickname",
+	}, global, redirectURL, client)
+	p.opts = oidcOptions{groupsFromUserInfo: true, groupPaths: true}
+	return p
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/gatehouse/gatehouse/tokens"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/assertion"
+	"github.com/gatehouse/gatehouse/authn"
+	"github.com/gatehouse/gatehouse/metrics"
+	"github.com/gatehouse/gatehouse/pages"
+	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/session"
+	"github.com/gatehouse/gatehouse/sessionstore"
+)
+
+// shutdownGrace bounds how long in-flight requests may finish on SIGTERM.
+const shutdownGrace = 20 * time.Second
+
+func newLogger(w io.Writer, c LoggingConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// app holds what lives as long as the process, across configuration
+// reloads: the session store (so sessions survive a reload), the metrics,
+// and a generated assertion key (so upstreams' cached key sets stay good).
+type app struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	store   sessionstore.Store
+	genKey  *assertion.Key
+	current atomic.Pointer[http.Handler]
+}
+
+func newApp(l *Loaded, log *slog.Logger) (*app, error) {
+	store, err := sessionstore.New(l.Config.Session.Store)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New()
+	a := &app{log: log, metrics: m, store: m.InstrumentStore(store, l.Config.Session.Store.Type)}
+	h, err := a.build(l)
+	if err != nil {
+		return nil, err
+	}
+	a.current.Store(&h)
+	return a, nil
+}
+
+// ServeHTTP serves with the current configuration's handler.
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*a.current.Load()).ServeHTTP(w, r) }
+
+// swap replaces the handler; requests in flight finish on the old one.
+func (a *app) swap(h http.Handler) { a.current.Store(&h) }
+
+// build wires the packages together from a validated configuration.
+func (a *app) build(l *Loaded) (http.Handler, error) {
+	cfg := l.Config
+	sessions := session.NewManager(cfg.Session, a.store, nil)
+	pg := pages.New()
+	providerClient := &http.Client{Timeout: 30 * time.Second}
+	var providers []authn.Provider
+	callback := func(name string) string { return authn.CallbackURL(l.PublicURL, cfg.Server.PathPrefix, name) }
+	if cfg.Auth.GitHub.Enabled {
+		gh, err := authn.NewGitHub(cfg.Auth.GitHub, l.Global, callback("github"), providerClient)
+		if err != nil {
+			return nil, err
+		}
+		providers = append(providers, gh)
+	}
+	if cfg.Auth.GitLab.Enabled {
+		providers = append(providers, authn.NewGitLab(cfg.Auth.GitLab, l.Global, callback("gitlab"), providerClient))
+	}
+	for _, name := range cfg.Auth.OIDCNames() {
+		providers = append(providers, authn.NewOIDC(name, cfg.Auth.OIDC[name], l.Global, callback(name), providerClient))
+	}
+	login := authn.NewLogin(authn.LoginConfig{
+		Providers: providers, Sessions: sessions, Pages: pg, PublicURL: l.PublicURL,
+		Prefix: cfg.Server.PathPrefix, Secret: cfg.Session.Secret, Cookie: cfg.Session.CookieName,
+		Secure: cfg.Session.CookieSecure, Logger: a.log, Metrics: a.metrics,
+	})
+	signer, err := a.signer(l)
+	if err != nil {
+		return nil, err
+	}
+	toks := tokens.NewStore(a.store, l.Scopes, l.Statics, nil)
+	var device *authn.Device
+	if cfg.DeviceFlow.Enabled {
+		device = authn.NewDevice(authn.DeviceConfig{
+			Flow: cfg.DeviceFlow, Store: a.store, Tokens: toks, Sessions: sessions, Login: login,
+			Pages: pg, Secret: cfg.Session.Secret, Logger: a.log, Metrics: a.metrics,
+		})
+	}
+	h := proxy.New(proxy.Options{
+		Server: cfg.Server, Upstream: cfg.Upstream, Headers: cfg.Headers,
+		PublicURL: l.PublicURL, Target: l.Target, Trusted: l.Trusted, Routes: l.Routes,
+		Policies: l.Policies, Login: login, Sessions: sessions,
+		Revalid:   authn.NewRevalidator(login, sessions, cfg.Session.RevalidateInterval, nil),
+		Assertion: signer, Tokens: toks, Device: device, Cookie: cfg.Session.CookieName,
+		Pages: pg, Logger: a.log, Metrics: a.metrics,
+	})
+	return proxy.Observe(h, a.log, l.Trusted, a.metrics), nil
+}
+
+// signer builds the assertion signer, generating a key once per process
+// when no key files are configured.
+func (a *app) signer(l *Loaded) (*assertion.Signer, error) {
+	c := l.Config.Headers.Assertion
+	if !c.Enabled {
+		return nil, nil
+	}
+	keys := l.Keys
+	if len(keys) == 0 {
+		if a.genKey == nil {
+			k, err := assertion.GenerateKey()
+			if err != nil {
+				return nil, err
+			}
+			a.genKey = &k
+			a.log.Warn("headers.assertion.signing_key_files is empty: signing with a key generated at start; " +
+				"replicas need shared key files so upstreams can verify any of them")
+		}
+		keys = []assertion.Key{*a.genKey}
+	}
+	return assertion.NewSigner(keys, l.PublicURL.String(), l.Target.Host, c.Lifetime, nil)
+}
+
+// serve runs the proxy until ctx ends, then drains in-flight requests.
+func serve(ctx context.Context, l *Loaded, log *slog.Logger, environ []string) error {
+	for _, w := range l.Warnings {
+		log.Warn(w)
+	}
+	a, err := newApp(l, log)
+	if err != nil {
+		return err
+	}
+	if addr := l.Config.Server.MetricsListen; addr != "" {
+		stop, err := serveMetrics(addr, a.metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	ln, err := net.Listen("tcp", l.Config.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", l.Config.Server.Listen, err)
+	}
+	if l.File != "" {
+		go watchConfig(ctx, a, l, environ)
+	}
+	return serveOn(ctx, ln, a, l, log)
+}
+
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s for metrics: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics serving", "listen", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
+
+func serveOn(ctx context.Context, ln net.Listener, handler http.Handler, l *Loaded, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if c := l.Config.Server; c.TLSCertFile != "" {
+			err = srv.ServeTLS(ln, c.TLSCertFile, c.TLSKeyFile)
+		} else {
+			err = srv.Serve(ln)
+		}
+		errc <- err
+	}()
+	log.Info("gatehouse serving", "listen", ln.Addr().String(), "public_url", l.PublicURL.String(), "upstream", l.Target.String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; finishing in-flight requests", "grace", shutdownGrace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

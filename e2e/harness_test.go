@@ -1,0 +1,368 @@
+// Package e2e runs the real gatehouse binary against a real OIDC provider
+// and a real upstream, all on loopback, and drives headless Chromium
+// through the whole sign-in.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/gatehouse/gatehouse/demo/echo"
+	"github.com/gatehouse/gatehouse/demo/idp"
+)
+
+// binary is the gatehouse binary built once for the whole suite.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gatehouse")
+	build := exec.Command("go", "build", "-race", "-o", binary, "./cmd/gatehouse")
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building gatehouse:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const password = "correct horse"
+
+var (
+	alice   = idp.User{Subject: "1001", Email: "alice@example.com", EmailVerified: true, Name: "Alice", PreferredUsername: "alice", Groups: []string{"ops", "staff"}, Password: password}
+	mallory = idp.User{Subject: "1002", Email: "mallory@evil.test", EmailVerified: true, Name: "Mallory", PreferredUsername: "mallory", Groups: []string{"staff"}, Password: password}
+)
+
+// stack is one running set: provider, upstream and gatehouse.
+type stack struct {
+	t        *testing.T
+	URL      string // gatehouse's public URL
+	IdP      *idp.Provider
+	Upstream string
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// options change how a stack is started.
+type options struct {
+	env       []string // extra GATEHOUSE_ variables
+	yamlOnly  bool     // configure through a YAML file instead of the environment
+	extraYAML string
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs a provider, an echo upstream and the gatehouse binary.
+func start(t *testing.T, o options) *stack {
+	t.Helper()
+	upstream := httptest.NewServer(echo.NewHandler())
+	t.Cleanup(upstream.Close)
+
+	idpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + idpLn.Addr().String()
+	addr := freePort(t)
+	public := "http://" + addr
+	provider, err := idp.New(idp.Config{
+		Issuer:  issuer,
+		Users:   []idp.User{alice, mallory},
+		Clients: []idp.Client{{ID: "gatehouse", Secret: "client-secret-e2e", RedirectURIs: []string{public + "/oauth2/callback/corp"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpSrv := &http.Server{Handler: provider}
+	go func() { _ = idpSrv.Serve(idpLn) }()
+	t.Cleanup(func() { _ = idpSrv.Close() })
+
+	s := &stack{t: t, URL: public, IdP: provider, Upstream: upstream.URL, logs: &syncBuffer{}}
+	settings := [][2]string{
+		{"server.listen", addr},
+		{"server.public_url", public},
+		{"server.metrics_listen", ""},
+		{"upstream.url", upstream.URL},
+		{"auth.allowed_domains", "example.com"},
+		{"auth.oidc.corp.display_name", "Corp SSO"},
+		{"auth.oidc.corp.issuer_url", issuer},
+		{"auth.oidc.corp.client_id", "gatehouse"},
+		{"auth.oidc.corp.client_secret", "client-secret-e2e"},
+		{"session.secret", "e2e-session-secret-0123456789abcdef"},
+		{"session.cookie_secure", "false"},
+		{"logging.level", "debug"},
+	}
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if o.yamlOnly {
+		var y strings.Builder
+		y.WriteString(yamlFor(settings))
+		y.WriteString(o.extraYAML)
+		file := filepath.Join(t.TempDir(), "gatehouse.yaml")
+		if err := os.WriteFile(file, []byte(y.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Args = append(cmd.Args, "--config", file)
+	} else {
+		for _, kv := range settings {
+			cmd.Env = append(cmd.Env, envName(kv[0])+"="+kv[1])
+		}
+	}
+	cmd.Env = append(cmd.Env, o.env...)
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("gatehouse output:\n%s", s.logs.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "gatehouse /ready", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("gatehouse exited early:\n%s", s.logs.String())
+		default:
+		}
+		resp, err := http.Get(public + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s
+}
+
+func envName(key string) string {
+	return "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// yamlFor writes dotted settings as nested YAML (two levels of nesting
+// beyond the section are enough for these keys).
+func yamlFor(settings [][2]string) string {
+	var b strings.Builder
+	written := map[string]bool{}
+	for _, kv := range settings {
+		parts := strings.Split(kv[0], ".")
+		for i := 0; i < len(parts)-1; i++ {
+			prefix := strings.Join(parts[:i+1], ".")
+			if !written[prefix] {
+				written[prefix] = true
+				fmt.Fprintf(&b, "%s%s:\n", strings.Repeat("  ", i), parts[i])
+			}
+		}
+		v := kv[1]
+		if parts[len(parts)-1] == "allowed_domains" {
+			v = "[" + fmt.Sprintf("%q", v) + "]"
+		} else if v != "false" && v != "true" {
+			v = fmt.Sprintf("%q", v)
+		}
+		fmt.Fprintf(&b, "%s%s: %s\n", strings.Repeat("  ", len(parts)-1), parts[len(parts)-1], v)
+	}
+	return b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// browser starts a headless Chromium with a fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatal("chromium not found: run make test, which installs it")
+	}
+	// Chromium may still be writing its profile as it exits, which makes
+	// t.TempDir's cleanup fail; remove it ourselves, after the browser is
+	// gone (cleanups run last-registered first), retrying briefly.
+	profile, err := os.MkdirTemp("", "gatehouse-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 40 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(profile),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// signInWithBrowser goes from the sign-in page through the provider's form.
+func signInWithBrowser(t *testing.T, ctx context.Context, s *stack, startPath string, u idp.User) {
+	t.Helper()
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(s.URL+startPath),
+		chromedp.WaitVisible(`#provider-corp`, chromedp.ByID),
+		chromedp.Click(`#provider-corp`, chromedp.ByID),
+		chromedp.WaitVisible(`#username`, chromedp.ByID),
+		chromedp.SendKeys(`#username`, u.Email, chromedp.ByID),
+		chromedp.SendKeys(`#password`, u.Password, chromedp.ByID),
+		chromedp.Click(`#login`, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("signing in as %s: %v\n%s", u.Email, err, s.logs.String())
+	}
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	var out string
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery), chromedp.Text(sel, &out, chromedp.ByQuery)); err != nil {
+		t.Fatalf("reading %s: %v", sel, err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func location(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	var loc string
+	if err := chromedp.Run(ctx, chromedp.Location(&loc)); err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+// httpClient is a cookie-keeping client that does not follow redirects.
+func httpClient(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+var (
+	formAction  = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
+	hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
+)
+
+// signInWithClient runs the whole flow with plain HTTP (no browser) and
+// returns the last response: the redirect to rd, or a denial.
+func signInWithClient(t *testing.T, c *http.Client, s *stack, rd string, u idp.User) *http.Response {
+	t.Helper()
+	resp := mustGet(t, c, s.URL+"/oauth2/start?provider=corp&rd="+url.QueryEscape(rd))
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("start: %d", resp.StatusCode)
+	}
+	form := mustGet(t, c, resp.Header.Get("Location"))
+	body := readBody(t, form)
+	m := formAction.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no login form:\n%s", body)
+	}
+	vals := url.Values{"username": {u.Email}, "password": {u.Password}}
+	for _, h := range hiddenInput.FindAllStringSubmatch(body, -1) {
+		vals.Set(h[1], html.UnescapeString(h[2]))
+	}
+	resp, err := c.PostForm(html.UnescapeString(m[1]), vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("login form: %d", resp.StatusCode)
+	}
+	return mustGet(t, c, resp.Header.Get("Location"))
+}
+
+func mustGet(t *testing.T, c *http.Client, u string) *http.Response {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"context"
+	"github.com/gatehouse/gatehouse/metrics"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// requestNote is filled in while a request is served and read by the
+// access log when it is done.
+type requestNote struct {
+	user    string
+	handler string // metrics label: which of Gatehouse's handlers served it
+}
+
+const noteKey ctxKey = 1
+
+func noteUser(ctx context.Context, user string) {
+	if n, ok := ctx.Value(noteKey).(*requestNote); ok {
+		n.user = user
+	}
+}
+
+// statusRecorder remembers the status code. It unwraps to the underlying
+// writer so http.ResponseController can still flush (SSE) and hijack
+// (WebSocket) through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func noteHandler(ctx context.Context, name string) {
+	if n, ok := ctx.Value(noteKey).(*requestNote); ok {
+		n.handler = name
+	}
+}
+
+// Observe logs one line per request (method, cleaned path — never the
+// query, which may hold codes or tokens —, status, duration, user) and
+// counts it in the metrics by handler name.
+func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *metrics.Metrics) http.Handler {
+	tp := trustedProxies(trusted)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		note := &requestNote{}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey, note)))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		if note.handler == "" {
+			note.handler = "other"
+		}
+		m.Request(note.handler, rec.status, elapsed)
+		log.Info("request",
+			"event", "access",
+			"method", r.Method,
+			"path", CleanPath(r),
+			"status", rec.status,
+			"bytes", rec.bytes,
+			"duration_ms", float64(elapsed.Microseconds())/1000,
+			"user", note.user,
+			"handler", note.handler,
+			"client", tp.clientIP(r),
+		)
+	})
+}

@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"fmt"
+	"github.com/gatehouse/gatehouse/assertion"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/confcheck"
+)
+
+// ServerConfig is the server section.
+type ServerConfig struct {
+	Listen         string   `mapstructure:"listen"`
+	PublicURL      string   `mapstructure:"public_url"`
+	PathPrefix     string   `mapstructure:"path_prefix"`
+	MetricsListen  string   `mapstructure:"metrics_listen"`
+	TLSCertFile    string   `mapstructure:"tls_cert_file"`
+	TLSKeyFile     string   `mapstructure:"tls_key_file"`
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+}
+
+// UpstreamConfig is the upstream section.
+type UpstreamConfig struct {
+	URL            string        `mapstructure:"url"`
+	PassHostHeader bool          `mapstructure:"pass_host_header"`
+	Timeout        time.Duration `mapstructure:"timeout"`
+	SkipAuthRoutes []string      `mapstructure:"skip_auth_routes"`
+	APIRoutes      []string      `mapstructure:"api_routes"`
+}
+
+// HeadersConfig is the headers section: what is sent upstream.
+type HeadersConfig struct {
+	User              string           `mapstructure:"user"`
+	Email             string           `mapstructure:"email"`
+	Groups            string           `mapstructure:"groups"`
+	PreferredUsername string           `mapstructure:"preferred_username"`
+	PassAccessToken   bool             `mapstructure:"pass_access_token"`
+	Assertion         assertion.Config `mapstructure:"assertion"`
+}
+
+// Validate checks the server section and returns the parsed public URL
+// and trusted networks.
+func (c *ServerConfig) Validate() (*url.URL, []netip.Prefix, confcheck.Problems) {
+	var ps confcheck.Problems
+	if c.Listen == "" {
+		ps.Addf("listen", "required, e.g. \":4180\"")
+	}
+	var public *url.URL
+	if c.PublicURL == "" {
+		ps.Addf("public_url", "required: the external base URL, e.g. https://dash.example.com; callbacks are built from it")
+	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		ps.Addf("public_url", "%q is not an absolute http(s) URL", c.PublicURL)
+	} else if u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		ps.Addf("public_url", "must be a scheme and host only (Gatehouse serves at the root of its host), not %q", c.PublicURL)
+	} else {
+		public = &url.URL{Scheme: u.Scheme, Host: u.Host}
+	}
+	if !strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/") || c.PathPrefix == "/" ||
+		strings.ContainsAny(c.PathPrefix, "?#% ") || strings.Contains(c.PathPrefix, "//") {
+		ps.Addf("path_prefix", "must start with '/' and not end with one, e.g. \"/oauth2\"; got %q", c.PathPrefix)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		ps.Addf("tls_cert_file", "tls_cert_file and tls_key_file must be set together")
+	}
+	nets, bad := ParseCIDRs(c.TrustedProxies)
+	for _, b := range bad {
+		ps.Addf("trusted_proxies", "%q is not a CIDR or IP address", b)
+	}
+	return public, nets, ps
+}
+
+// ParseCIDRs parses CIDRs and bare IP addresses; it returns the entries
+// that are neither.
+func ParseCIDRs(in []string) (nets []netip.Prefix, bad []string) {
+	for _, s := range in {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		bad = append(bad, s)
+	}
+	return nets, bad
+}
+
+// Validate checks the upstream section and compiles its routes.
+func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
+	var ps confcheck.Problems
+	var target *url.URL
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ps.Addf("url", "%q is not an absolute http(s) URL", c.URL)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		ps.Addf("url", "must not have a query or fragment")
+	} else {
+		target = u
+	}
+	if c.Timeout <= 0 {
+		ps.Addf("timeout", "must be a positive duration such as 30s")
+	}
+	var routes Routes
+	for _, raw := range c.SkipAuthRoutes {
+		m, err := parseRoute(raw, true)
+		if err != nil {
+			ps.Addf("skip_auth_routes", "%v", err)
+			continue
+		}
+		routes.SkipAuth = append(routes.SkipAuth, m)
+	}
+	for _, raw := range c.APIRoutes {
+		m, err := parseRoute(raw, false)
+		if err != nil {
+			ps.Addf("api_routes", "%v", err)
+			continue
+		}
+		routes.API = append(routes.API, m)
+	}
+	return target, routes, ps
+}
+
+// Validate checks the headers section.
+func (c *HeadersConfig) Validate() confcheck.Problems {
+	var ps confcheck.Problems
+	for key, name := range map[string]string{
+		"user": c.User, "email": c.Email, "groups": c.Groups, "preferred_username": c.PreferredUsername,
+		"assertion.header": c.Assertion.Header,
+	} {
+		if name != "" && !validHeaderName(name) {
+			ps.Addf(key, "%q is not a valid HTTP header name", name)
+		}
+	}
+	if c.Assertion.Enabled && c.Assertion.Header == "" {
+		ps.Addf("assertion.header", "required when assertion.enabled is true")
+	}
+	return ps
+}
+
+var headerName = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+func validHeaderName(s string) bool { return headerName.MatchString(s) }
+
+func parseRoute(raw string, allowMethod bool) (routeMatcher, error) {
+	var m routeMatcher
+	expr := raw
+	if allowMethod {
+		if method, rest, ok := strings.Cut(raw, "="); ok && isMethodToken(method) {
+			m.method = method
+			expr = rest
+		}
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return m, fmt.Errorf("%q is not a valid regular expression: %v", raw, err)
+	}
+	if expr == "" {
+		return m, fmt.Errorf("%q has an empty regular expression, which would match every path", raw)
+	}
+	m.path = re
+	return m, nil
+}
+
+func isMethodToken(s string) bool {
+	switch s {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/identity"
+)
+
+// identityHeaders knows which request headers carry identity: those it
+// removes from every incoming request, and those it sets.
+type identityHeaders struct {
+	cfg      HeadersConfig
+	reserved map[string]bool // normalized names: lower-case, '_' as '-'
+}
+
+// alwaysReserved are removed from incoming requests whatever the config
+// enables, so a client can never smuggle an identity through a header the
+// operator turned off today and the upstream still trusts.
+var alwaysReserved = []string{
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups",
+	"X-Forwarded-Preferred-Username", "X-Forwarded-Access-Token",
+	"X-Gatehouse-Assertion", "X-Auth-Request-User", "X-Auth-Request-Email",
+	"X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username",
+	"X-Auth-Request-Access-Token", "X-Auth-Request-Redirect", "X-Remote-User",
+}
+
+func newIdentityHeaders(cfg HeadersConfig) *identityHeaders {
+	h := &identityHeaders{cfg: cfg, reserved: map[string]bool{}}
+	for _, n := range alwaysReserved {
+		h.reserved[normalizeHeader(n)] = true
+	}
+	for _, n := range []string{cfg.User, cfg.Email, cfg.Groups, cfg.PreferredUsername, cfg.Assertion.Header} {
+		if n != "" {
+			h.reserved[normalizeHeader(n)] = true
+		}
+	}
+	return h
+}
+
+// normalizeHeader folds case and treats '_' as '-': many servers (nginx
+// with underscores_in_headers, CGI, WSGI) read X_Forwarded_Email as
+// X-Forwarded-Email, so both spellings must go.
+func normalizeHeader(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// strip removes every reserved header, in any spelling.
+func (h *identityHeaders) strip(hdr http.Header) {
+	for name := range hdr {
+		n := normalizeHeader(name)
+		if h.reserved[n] || strings.HasPrefix(n, "x-auth-request-") {
+			delete(hdr, name)
+		}
+	}
+}
+
+// set adds the configured identity headers for id.
+func (h *identityHeaders) set(hdr http.Header, id identity.Identity, accessToken string) {
+	setIf(hdr, h.cfg.User, id.User)
+	setIf(hdr, h.cfg.Email, id.Email)
+	setIf(hdr, h.cfg.Groups, strings.Join(id.Groups, ","))
+	setIf(hdr, h.cfg.PreferredUsername, id.PreferredUsername)
+	if h.cfg.PassAccessToken {
+		setIf(hdr, "X-Forwarded-Access-Token", accessToken)
+	}
+}
+
+func setIf(hdr http.Header, name, value string) {
+	if name != "" && value != "" {
+		hdr.Set(name, sanitizeHeaderValue(value))
+	}
+}
+
+// sanitizeHeaderValue drops control characters a provider might have put
+// in a claim; net/http would refuse to send them anyway.
+func sanitizeHeaderValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+// stripCookie removes Gatehouse's own cookies from the Cookie header so
+// the upstream never sees a session ticket it could replay.
+func stripCookie(hdr http.Header, cookieName string) {
+	lines := hdr.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		for _, part := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name == cookieName || strings.HasPrefix(name, cookieName+"_state_") {
+				continue
+			}
+			if p := strings.TrimSpace(part); p != "" {
+				kept = append(kept, p)
+			}
+		}
+	}
+	hdr.Del("Cookie")
+	if len(kept) > 0 {
+		hdr.Set("Cookie", strings.Join(kept, "; "))
+	}
+}

@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"github.com/gatehouse/gatehouse/metrics"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/pages"
+)
+
+type ctxKey int
+
+const forwardKey ctxKey = 0
+
+// forwarded is the identity a request carries to the upstream.
+type forwarded struct {
+	identity    identity.Identity
+	sid         string // hash of the session or token id, for the assertion
+	accessToken string // provider access token, for pass_access_token
+	bearer      bool   // authenticated by a bearer token: never forward it
+	assertion   string // signed JWT, "" when assertions are off
+}
+
+// upstream is the reverse proxy to upstream.url. It rewrites each request
+// once, after net/http/httputil has removed hop-by-hop headers, so a
+// client cannot use "Connection: X-Forwarded-User" to drop what we set.
+type upstream struct {
+	rp      *httputil.ReverseProxy
+	target  *url.URL
+	cfg     UpstreamConfig
+	headers *identityHeaders
+	trusted trustedProxies
+	cookie  string
+	pages   *pages.Renderer
+	log     *slog.Logger
+}
+
+func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, trusted trustedProxies,
+	cookie string, pg *pages.Renderer, log *slog.Logger, m *metrics.Metrics) *upstream {
+	u := &upstream{target: target, cfg: cfg, headers: headers, trusted: trusted, cookie: cookie, pages: pg, log: log}
+	transport := &http.Transport{
+		Proxy:                 nil, // never route upstream traffic through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	u.rp = &httputil.ReverseProxy{
+		Rewrite:      u.rewrite,
+		Transport:    timedTransport{rt: transport, m: m},
+		ErrorHandler: u.errorHandler,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return u
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.rp.ServeHTTP(w, r) }
+
+func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	pr.SetURL(u.target)
+	if u.cfg.PassHostHeader {
+		out.Host = in.Host
+	}
+	// X-Forwarded-*: believed only from trusted proxies; otherwise
+	// replaced by what this hop saw.
+	if u.trusted.trusts(in) {
+		if v := in.Header.Values("X-Forwarded-For"); len(v) > 0 {
+			out.Header["X-Forwarded-For"] = append([]string(nil), v...)
+		}
+	}
+	pr.SetXForwarded()
+	out.Header.Set("X-Forwarded-Proto", u.trusted.scheme(in))
+	if h := in.Header.Get("X-Forwarded-Host"); h != "" && u.trusted.trusts(in) {
+		out.Header.Set("X-Forwarded-Host", h)
+	}
+	out.Header.Set("X-Real-Ip", u.trusted.clientIP(in))
+
+	u.headers.strip(out.Header)
+	stripCookie(out.Header, u.cookie)
+	if f, ok := in.Context().Value(forwardKey).(*forwarded); ok {
+		if f.bearer {
+			out.Header.Del("Authorization")
+		}
+		u.headers.set(out.Header, f.identity, f.accessToken)
+		if f.assertion != "" {
+			out.Header.Set(u.headers.cfg.Assertion.Header, f.assertion)
+		}
+	}
+}
+
+func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		// The client went away; nobody is left to read an error page.
+		w.WriteHeader(499)
+		return
+	}
+	status := http.StatusBadGateway
+	title, msg := "Upstream unavailable", "The service behind this gateway could not be reached. Please try again in a moment."
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		status = http.StatusGatewayTimeout
+		title, msg = "Upstream timed out", "The service behind this gateway did not answer in time."
+	}
+	u.log.Warn("upstream request failed", "status", status, "err", err.Error())
+	if pages.WantsJSON(r) {
+		pages.JSONError(w, status, "upstream_unavailable", msg)
+		return
+	}
+	u.pages.Error(w, status, title, msg, "")
+}
+
+// timedTransport records how long the upstream takes to answer headers.
+type timedTransport struct {
+	rt http.RoundTripper
+	m  *metrics.Metrics
+}
+
+func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.rt.RoundTrip(r)
+	if t.m != nil {
+		t.m.UpstreamDuration.Observe(time.Since(start).Seconds())
+	}
+	return resp, err
+}

@@ -1,0 +1,95 @@
+package sessionstore
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Memory is an in-process Store for a single replica. Expired records are
+// dropped when read and swept periodically so memory stays bounded by the
+// number of live sessions.
+type Memory struct {
+	mu        sync.Mutex
+	items     map[string]memItem
+	now       func() time.Time
+	lastSweep time.Time
+}
+
+type memItem struct {
+	value   []byte
+	expires time.Time
+}
+
+// sweepEvery bounds how often a write scans for expired records.
+const sweepEvery = time.Minute
+
+// NewMemory returns an empty in-memory store. now may be nil (time.Now).
+func NewMemory(now func() time.Time) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Memory{items: map[string]memItem{}, now: now}
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok || !m.now().Before(it.expires) {
+		delete(m.items, key)
+		return nil, ErrNotFound
+	}
+	return append([]byte(nil), it.value...), nil
+}
+
+// Set implements Store.
+func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.put(key, value, ttl)
+	return nil
+}
+
+// Add implements Store.
+func (m *Memory) Add(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if it, ok := m.items[key]; ok && m.now().Before(it.expires) {
+		return ErrExists
+	}
+	m.put(key, value, ttl)
+	return nil
+}
+
+// Delete implements Store.
+func (m *Memory) Delete(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.items, key)
+	return nil
+}
+
+// Ping implements Store; memory is always there.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// Len returns the number of records held, expired or not (for tests).
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
+func (m *Memory) put(key string, value []byte, ttl time.Duration) {
+	now := m.now()
+	m.items[key] = memItem{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	if now.Sub(m.lastSweep) >= sweepEvery {
+		m.lastSweep = now
+		for k, it := range m.items {
+			if !now.Before(it.expires) {
+				delete(m.items, k)
+			}
+		}
+	}
+}

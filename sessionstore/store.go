@@ -1,0 +1,34 @@
+// Package sessionstore keeps opaque, already-encrypted records by key, in
+// memory (one replica) or in memcached (many replicas). It knows nothing of
+// what the records mean; package session does.
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Get for a key that holds nothing (never set,
+// deleted or expired).
+var ErrNotFound = errors.New("sessionstore: not found")
+
+// ErrExists is returned by Add when the key already holds a record.
+var ErrExists = errors.New("sessionstore: key exists")
+
+// Store is a key-value store with expiry. Implementations must be safe for
+// concurrent use. Any error other than ErrNotFound and ErrExists means the
+// store could not answer, and callers must fail closed.
+type Store interface {
+	// Get returns the record under key or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set stores value under key for ttl, replacing what was there.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Add stores value only if key holds nothing, else returns ErrExists.
+	// It is the building block for single-use codes.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Ping reports whether the store can serve requests (readiness).
+	Ping(ctx context.Context) error
+}
