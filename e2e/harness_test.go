@@ -64,6 +64,7 @@ type stack struct {
 	URL      string // gatehouse's public URL
 	IdP      *idp.Provider
 	Upstream string
+	gitlab   bool
 	logs     *syncBuffer
 }
 
@@ -89,6 +90,8 @@ type options struct {
 	env       []string // extra GATEHOUSE_ variables
 	yamlOnly  bool     // configure through a YAML file instead of the environment
 	extraYAML string
+	gitlab    bool // the provider plays GitLab (auth.gitlab) instead of a generic OIDC provider "corp"
+	users     []idp.User
 }
 
 func freePort(t *testing.T) string {
@@ -114,10 +117,18 @@ func start(t *testing.T, o options) *stack {
 	issuer := "http://" + idpLn.Addr().String()
 	addr := freePort(t)
 	public := "http://" + addr
+	name := "corp"
+	if o.gitlab {
+		name = "gitlab"
+	}
+	users := o.users
+	if users == nil {
+		users = []idp.User{alice, mallory}
+	}
 	provider, err := idp.New(idp.Config{
 		Issuer:  issuer,
-		Users:   []idp.User{alice, mallory},
-		Clients: []idp.Client{{ID: "gatehouse", Secret: "client-secret-e2e", RedirectURIs: []string{public + "/oauth2/callback/corp"}}},
+		Users:   users,
+		Clients: []idp.Client{{ID: "gatehouse", Secret: "client-secret-e2e", RedirectURIs: []string{public + "/oauth2/callback/" + name}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,20 +137,31 @@ func start(t *testing.T, o options) *stack {
 	go func() { _ = idpSrv.Serve(idpLn) }()
 	t.Cleanup(func() { _ = idpSrv.Close() })
 
-	s := &stack{t: t, URL: public, IdP: provider, Upstream: upstream.URL, logs: &syncBuffer{}}
+	s := &stack{t: t, URL: public, IdP: provider, Upstream: upstream.URL, gitlab: o.gitlab, logs: &syncBuffer{}}
 	settings := [][2]string{
 		{"server.listen", addr},
 		{"server.public_url", public},
 		{"server.metrics_listen", ""},
 		{"upstream.url", upstream.URL},
-		{"auth.allowed_domains", "example.com"},
-		{"auth.oidc.corp.display_name", "Corp SSO"},
-		{"auth.oidc.corp.issuer_url", issuer},
-		{"auth.oidc.corp.client_id", "gatehouse"},
-		{"auth.oidc.corp.client_secret", "client-secret-e2e"},
 		{"session.secret", "e2e-session-secret-0123456789abcdef"},
 		{"session.cookie_secure", "false"},
 		{"logging.level", "debug"},
+	}
+	if o.gitlab {
+		settings = append(settings, [][2]string{
+			{"auth.gitlab.enabled", "true"},
+			{"auth.gitlab.url", issuer},
+			{"auth.gitlab.client_id", "gatehouse"},
+			{"auth.gitlab.client_secret", "client-secret-e2e"},
+		}...)
+	} else {
+		settings = append(settings, [][2]string{
+			{"auth.allowed_domains", "example.com"},
+			{"auth.oidc.corp.display_name", "Corp SSO"},
+			{"auth.oidc.corp.issuer_url", issuer},
+			{"auth.oidc.corp.client_id", "gatehouse"},
+			{"auth.oidc.corp.client_secret", "client-secret-e2e"},
+		}...)
 	}
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -271,10 +293,17 @@ func browser(t *testing.T) context.Context {
 // signInWithBrowser goes from the sign-in page through the provider's form.
 func signInWithBrowser(t *testing.T, ctx context.Context, s *stack, startPath string, u idp.User) {
 	t.Helper()
+	signInWithBrowserVia(t, ctx, s, startPath, "corp", u)
+}
+
+// signInWithBrowserVia clicks the named provider's button.
+func signInWithBrowserVia(t *testing.T, ctx context.Context, s *stack, startPath, provider string, u idp.User) {
+	t.Helper()
+	button := "#provider-" + provider
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(s.URL+startPath),
-		chromedp.WaitVisible(`#provider-corp`, chromedp.ByID),
-		chromedp.Click(`#provider-corp`, chromedp.ByID),
+		chromedp.WaitVisible(button, chromedp.ByID),
+		chromedp.Click(button, chromedp.ByID),
 		chromedp.WaitVisible(`#username`, chromedp.ByID),
 		chromedp.SendKeys(`#username`, u.Email, chromedp.ByID),
 		chromedp.SendKeys(`#password`, u.Password, chromedp.ByID),
@@ -323,7 +352,26 @@ var (
 // returns the last response: the redirect to rd, or a denial.
 func signInWithClient(t *testing.T, c *http.Client, s *stack, rd string, u idp.User) *http.Response {
 	t.Helper()
-	resp := mustGet(t, c, s.URL+"/oauth2/start?provider=corp&rd="+url.QueryEscape(rd))
+	provider := "corp"
+	if s.gitlab {
+		provider = "gitlab"
+	}
+	return signInWithClientVia(t, c, s, rd, provider, u)
+}
+
+// signInFor signs in through provider and fails unless it succeeded.
+func signInFor(t *testing.T, c *http.Client, s *stack, provider string, u idp.User) {
+	t.Helper()
+	resp := signInWithClientVia(t, c, s, "/", provider, u)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("signing in as %s: %d", u.Email, resp.StatusCode)
+	}
+}
+
+func signInWithClientVia(t *testing.T, c *http.Client, s *stack, rd, provider string, u idp.User) *http.Response {
+	t.Helper()
+	resp := mustGet(t, c, s.URL+"/oauth2/start?provider="+provider+"&rd="+url.QueryEscape(rd))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("start: %d", resp.StatusCode)
 	}
