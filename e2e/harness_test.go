@@ -27,6 +27,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/demo/echo"
 	"github.com/gatehouse/gatehouse/demo/idp"
+	"github.com/gatehouse/gatehouse/internal/fakegithub"
 )
 
 // binary is the gatehouse binary built once for the whole suite.
@@ -64,6 +65,7 @@ type stack struct {
 	URL      string // gatehouse's public URL
 	IdP      *idp.Provider
 	Upstream string
+	GitHub   *fakegithub.Server // when options.github
 	gitlab   bool
 	logs     *syncBuffer
 }
@@ -92,6 +94,7 @@ type options struct {
 	extraYAML string
 	gitlab    bool // the provider plays GitLab (auth.gitlab) instead of a generic OIDC provider "corp"
 	users     []idp.User
+	github    bool // also enable GitHub (a fake GitHub Enterprise Server)
 }
 
 func freePort(t *testing.T) string {
@@ -161,6 +164,19 @@ func start(t *testing.T, o options) *stack {
 			{"auth.oidc.corp.issuer_url", issuer},
 			{"auth.oidc.corp.client_id", "gatehouse"},
 			{"auth.oidc.corp.client_secret", "client-secret-e2e"},
+		}...)
+	}
+	if o.github {
+		s.GitHub = fakegithub.New(fakegithub.Config{Enterprise: true, ClientID: "gh-client", ClientSecret: "gh-secret-e2e",
+			RedirectURIs: []string{public + "/oauth2/callback/github"}})
+		ghe := httptest.NewServer(s.GitHub)
+		t.Cleanup(ghe.Close)
+		settings = append(settings, [][2]string{
+			{"auth.github.enabled", "true"},
+			{"auth.github.url", ghe.URL}, // api_url follows as <url>/api/v3
+			{"auth.github.client_id", "gh-client"},
+			{"auth.github.client_secret", "gh-secret-e2e"},
+			{"auth.github.allowed_organizations", "acme"},
 		}...)
 	}
 	cmd := exec.Command(binary, "serve")
