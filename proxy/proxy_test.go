@@ -1,0 +1,452 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/authn"
+	"github.com/gatehouse/gatehouse/filters"
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/pages"
+	"github.com/gatehouse/gatehouse/session"
+	"github.com/gatehouse/gatehouse/sessionstore"
+)
+
+// fixture is a proxy in front of a recording upstream, with a provider
+// whose discovery never succeeds (sessions are made directly).
+type fixture struct {
+	h        http.Handler
+	sessions *session.Manager
+	seen     chan *http.Request
+	upstream *httptest.Server
+}
+
+type fixtureOpts struct {
+	skipAuth, api []string
+	policies      []filters.PolicyConfig
+	trusted       []string
+	upstream      http.Handler
+}
+
+func newFixture(t *testing.T, o fixtureOpts) *fixture {
+	t.Helper()
+	f := &fixture{seen: make(chan *http.Request, 10)}
+	up := o.upstream
+	if up == nil {
+		up = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.seen <- r.Clone(context.Background())
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(r.Header)
+		})
+	}
+	f.upstream = httptest.NewServer(up)
+	t.Cleanup(f.upstream.Close)
+
+	server := ServerConfig{Listen: ":0", PublicURL: "https://dash.example.com", PathPrefix: "/oauth2", TrustedProxies: o.trusted}
+	public, trusted, ps := server.Validate()
+	upCfg := UpstreamConfig{URL: f.upstream.URL, PassHostHeader: true, Timeout: 5 * time.Second, SkipAuthRoutes: o.skipAuth, APIRoutes: o.api}
+	target, routes, ps2 := upCfg.Validate()
+	policies, ps3 := filters.CompilePolicies(o.policies)
+	if len(ps)+len(ps2)+len(ps3) > 0 {
+		t.Fatal(ps, ps2, ps3)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.sessions = session.NewManager(session.Config{CookieName: "_gatehouse", CookieSameSite: "lax", Lifetime: time.Hour, IdleTimeout: time.Hour},
+		sessionstore.NewMemory(nil), nil)
+	prov := authn.NewOIDC("corp", authn.OIDCConfig{DisplayName: "Corp", IssuerURL: "http://127.0.0.1:1", ClientID: "x", Scopes: []string{"openid"}},
+		filters.Lists{Domains: []string{"example.com"}}, "https://dash.example.com/oauth2/callback/corp", &http.Client{Timeout: time.Second})
+	pg := pages.New()
+	login := authn.NewLogin(authn.LoginConfig{Providers: []authn.Provider{prov}, Sessions: f.sessions, Pages: pg, PublicURL: public,
+		Prefix: "/oauth2", Secret: strings.Repeat("s", 32), Cookie: "_gatehouse", Logger: log})
+	f.h = New(Options{
+		Server: server, Upstream: upCfg,
+		Headers:   HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups", PreferredUsername: "X-Forwarded-Preferred-Username"},
+		PublicURL: public, Target: target, Trusted: trusted, Routes: routes, Policies: policies,
+		Login: login, Revalid: authn.NewRevalidator(login, f.sessions, time.Hour, nil), Sessions: f.sessions,
+		Cookie: "_gatehouse", Pages: pg, Logger: log,
+	})
+	return f
+}
+
+func (f *fixture) signIn(t *testing.T, id identity.Identity) *http.Cookie {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if _, err := f.sessions.Create(context.Background(), rec, id, &session.ProviderToken{AccessToken: "at"}); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Result().Cookies()[0]
+}
+
+func (f *fixture) do(r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, r)
+	return rec
+}
+
+func (f *fixture) upstreamSaw(t *testing.T) *http.Request {
+	t.Helper()
+	select {
+	case r := <-f.seen:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream was not called")
+		return nil
+	}
+}
+
+func (f *fixture) upstreamNotCalled(t *testing.T) {
+	t.Helper()
+	select {
+	case r := <-f.seen:
+		t.Fatalf("the upstream was called for %s", r.URL)
+	default:
+	}
+}
+
+var aliceID = identity.Identity{Provider: "corp", Subject: "1", User: "alice", Email: "alice@example.com", EmailVerified: true,
+	PreferredUsername: "alice", Groups: []string{"ops", "staff"}}
+
+func TestUnauthenticated(t *testing.T) {
+	f := newFixture(t, fixtureOpts{api: []string{"^/api/"}})
+	tests := []struct {
+		name, path, accept string
+		hdr                map[string]string
+		wantCode           int
+		wantLocation       string
+	}{
+		{"browser is redirected with rd", "/page?x=1", "text/html", nil, 302, "/oauth2/sign_in?rd=%2Fpage%3Fx%3D1"},
+		{"JSON client gets 401", "/page", "application/json", nil, 401, ""},
+		{"api route gets 401", "/api/things", "text/html", nil, 401, ""},
+		{"Authorization header gets 401", "/page", "text/html", map[string]string{"Authorization": "Basic eDp5"}, 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			r.Header.Set("Accept", tt.accept)
+			for k, v := range tt.hdr {
+				r.Header.Set(k, v)
+			}
+			rec := f.do(r)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("code = %d, want %d", rec.Code, tt.wantCode)
+			}
+			if tt.wantLocation != "" && rec.Header().Get("Location") != tt.wantLocation {
+				t.Fatalf("Location = %q, want %q", rec.Header().Get("Location"), tt.wantLocation)
+			}
+			if rec.Code == 401 {
+				if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") || !strings.Contains(rec.Body.String(), `"error"`) {
+					t.Fatalf("401 without Bearer challenge or JSON body: %v %s", rec.Header(), rec.Body)
+				}
+			}
+			f.upstreamNotCalled(t)
+		})
+	}
+}
+
+func TestIdentityHeadersScrubbedAndSet(t *testing.T) {
+	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}})
+	cookie := f.signIn(t, aliceID)
+	r := httptest.NewRequest(http.MethodGet, "/app", nil)
+	r.AddCookie(cookie)
+	r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
+	r.Header["X-Forwarded-Email"] = []string{"ceo@example.com"}
+	r.Header["X_Forwarded_Email"] = []string{"ceo@example.com"}
+	r.Header["x-forwarded-user"] = []string{"ceo"}
+	r.Header["X-Auth-Request-Whatever"] = []string{"ceo"}
+	r.Header["X-Gatehouse-Assertion"] = []string{"forged"}
+	r.Header["X-Forwarded-For"] = []string{"6.6.6.6"}
+	if rec := f.do(r); rec.Code != 200 {
+		t.Fatalf("code = %d: %s", rec.Code, rec.Body)
+	}
+	up := f.upstreamSaw(t)
+	for name, vals := range up.Header {
+		for _, v := range vals {
+			if strings.Contains(v, "ceo") || v == "forged" || strings.Contains(v, "6.6.6.6") {
+				t.Errorf("spoofed %s: %s reached the upstream", name, v)
+			}
+		}
+	}
+	if up.Header.Get("X-Forwarded-Email") != "alice@example.com" || up.Header.Get("X-Forwarded-User") != "alice" ||
+		up.Header.Get("X-Forwarded-Groups") != "ops,staff" || up.Header.Get("X-Forwarded-Preferred-Username") != "alice" {
+		t.Errorf("identity headers upstream: %v", up.Header)
+	}
+	if c := up.Header.Get("Cookie"); strings.Contains(c, "_gatehouse") || !strings.Contains(c, "theme=dark") {
+		t.Errorf("Cookie upstream = %q: want the session cookie removed, others kept", c)
+	}
+
+	// A skip-auth route passes without a session, scrubbed all the same.
+	r = httptest.NewRequest(http.MethodGet, "/public/logo.png", nil)
+	r.Header["X_Forwarded_Email"] = []string{"ceo@example.com"}
+	if rec := f.do(r); rec.Code != 200 {
+		t.Fatalf("skip-auth: %d", rec.Code)
+	}
+	up = f.upstreamSaw(t)
+	for name := range up.Header {
+		if normalizeHeader(name) == "x-forwarded-email" {
+			t.Errorf("skip-auth route forwarded a spoofed identity: %s: %v", name, up.Header[name])
+		}
+	}
+}
+
+func TestRouteMatchingUsesCleanedPath(t *testing.T) {
+	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/", "POST=^/hook$"}})
+	tests := []struct {
+		method, target string
+		want           int
+	}{
+		{"GET", "/public/a", 200},
+		{"GET", "/public/../admin", 401},
+		{"GET", "/public/%2e%2e/admin", 401},
+		{"GET", "/public%2F..%2Fadmin", 401},
+		{"GET", "//public/a", 200}, // "//" collapses: still the public route
+		{"GET", "/admin?x=/public/", 401},
+		{"POST", "/hook", 200},
+		{"GET", "/hook", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, "http://dash.example.com"+tt.target, nil)
+			r.Header.Set("Accept", "application/json")
+			r.Header.Set("X-Forwarded-Uri", "/public/x") // never believed
+			if rec := f.do(r); rec.Code != tt.want {
+				t.Fatalf("code = %d, want %d", rec.Code, tt.want)
+			}
+			if tt.want == 200 {
+				f.upstreamSaw(t)
+			}
+		})
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	f := newFixture(t, fixtureOpts{policies: []filters.PolicyConfig{{Path: "^/admin(/|$)", AllowedGroups: []string{"admins"}}}})
+	cookie := f.signIn(t, aliceID)
+	for _, tt := range []struct {
+		path string
+		want int
+	}{{"/admin", 403}, {"/admin/x", 403}, {"/x/../admin", 403}, {"/administrator", 200}, {"/", 200}} {
+		r := httptest.NewRequest(http.MethodGet, tt.path, nil)
+		r.AddCookie(cookie)
+		rec := f.do(r)
+		if rec.Code != tt.want {
+			t.Errorf("%s: code = %d, want %d", tt.path, rec.Code, tt.want)
+		}
+		if tt.want == 200 {
+			f.upstreamSaw(t)
+		} else if !strings.Contains(rec.Body.String(), "allowed group") {
+			t.Errorf("%s: denied page does not say which check failed", tt.path)
+		}
+	}
+	f.upstreamNotCalled(t)
+}
+
+func TestUserWhoNoLongerPassesFiltersIsDenied(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	outsider := aliceID
+	outsider.Email = "eve@other.test"
+	cookie := f.signIn(t, outsider)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(cookie)
+	rec := f.do(r)
+	if rec.Code != 403 || !strings.Contains(rec.Body.String(), "e-mail") {
+		t.Fatalf("code = %d", rec.Code)
+	}
+	f.upstreamNotCalled(t)
+}
+
+func TestForwardedHeadersTrustedOnlyFromTrustedProxies(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		trusted   []string
+		wantFor   string
+		wantProto string
+	}{
+		{"untrusted peer", nil, "192.0.2.1", "http"},
+		{"trusted peer", []string{"192.0.2.0/24"}, "203.0.113.9, 192.0.2.1", "https"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, fixtureOpts{trusted: tt.trusted})
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = "192.0.2.1:5555"
+			r.Header.Set("X-Forwarded-For", "203.0.113.9")
+			r.Header.Set("X-Forwarded-Proto", "https")
+			r.Header.Set("X-Forwarded-Host", "evil.example")
+			r.AddCookie(f.signIn(t, aliceID))
+			f.do(r)
+			up := f.upstreamSaw(t)
+			if got := up.Header.Get("X-Forwarded-For"); got != tt.wantFor {
+				t.Errorf("X-Forwarded-For = %q, want %q", got, tt.wantFor)
+			}
+			if got := up.Header.Get("X-Forwarded-Proto"); got != tt.wantProto {
+				t.Errorf("X-Forwarded-Proto = %q, want %q", got, tt.wantProto)
+			}
+			if tt.trusted == nil && up.Header.Get("X-Forwarded-Host") == "evil.example" {
+				t.Error("X-Forwarded-Host from an untrusted peer was believed")
+			}
+		})
+	}
+}
+
+func TestUpstreamDownIsA502Page(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	f.upstream.Close()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(f.signIn(t, aliceID))
+	start := time.Now()
+	rec := f.do(r)
+	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "could not be reached") {
+		t.Fatalf("code = %d body = %s", rec.Code, rec.Body)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("502 took %s", time.Since(start))
+	}
+}
+
+func TestStreamingAndWebSocketPassThrough(t *testing.T) {
+	release := make(chan struct{})
+	up := http.NewServeMux()
+	up.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release // the second event only after the client saw the first
+		io.WriteString(w, "data: second\n\n")
+	})
+	up.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "no upgrade", 400)
+			return
+		}
+		conn, rw, _ := http.NewResponseController(w).Hijack()
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
+		rw.Flush()
+	})
+	f := newFixture(t, fixtureOpts{upstream: up})
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	cookie := f.signIn(t, aliceID)
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	close(release)
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event = %q, %v (not flushed through?)", line, err)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: "+cookie.Name+"="+cookie.Value+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	status, _ := br.ReadString('\n')
+	if !strings.Contains(status, "101") {
+		t.Fatalf("upgrade status = %q", status)
+	}
+}
+
+func TestOwnEndpoints(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	get := func(path string, c *http.Cookie) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		return f.do(r)
+	}
+	if rec := get("/ping", nil); rec.Code != 200 {
+		t.Errorf("/ping = %d", rec.Code)
+	}
+	if rec := get("/ready", nil); rec.Code != 503 || !strings.Contains(rec.Body.String(), `"provider:corp":"unavailable"`) {
+		t.Errorf("/ready with an unreachable provider = %d %s", rec.Code, rec.Body)
+	}
+	if rec := get("/oauth2/userinfo", nil); rec.Code != 401 {
+		t.Errorf("userinfo anonymous = %d", rec.Code)
+	}
+	rec := get("/oauth2/userinfo", f.signIn(t, aliceID))
+	var info map[string]any
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &info) != nil || info["email"] != "alice@example.com" {
+		t.Errorf("userinfo = %d %s", rec.Code, rec.Body)
+	}
+	for _, path := range []string{"/oauth2/sign_in", "/oauth2/nonexistent", "/oauth2/userinfo", "/oauth2//sign_in"} {
+		rec := get(path, nil)
+		h := rec.Header()
+		if h.Get("Cache-Control") != "no-store" || h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s lacks security headers: %v", path, h)
+		}
+	}
+	if rec := get("/oauth2/nonexistent", nil); rec.Code != 404 {
+		t.Errorf("unknown endpoint = %d", rec.Code)
+	}
+	if rec := get("/oauth2//sign_in?rd=/x", nil); rec.Code != 200 || !strings.Contains(rec.Body.String(), "provider-corp") {
+		t.Errorf("sign-in page via //: %d", rec.Code)
+	}
+	// Forward-auth: 401, then 202 with identity headers.
+	if rec := get("/oauth2/auth", nil); rec.Code != 401 {
+		t.Errorf("auth anonymous = %d", rec.Code)
+	}
+	rec = get("/oauth2/auth", f.signIn(t, aliceID))
+	if rec.Code != 202 || rec.Header().Get("X-Auth-Request-Email") != "alice@example.com" {
+		t.Errorf("auth = %d %v", rec.Code, rec.Header())
+	}
+}
+
+func TestSignInRedirectKeepsOnlySafeRD(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	r := httptest.NewRequest(http.MethodGet, "/oauth2/start?provider=corp&rd="+url.QueryEscape("https://evil.example/"), nil)
+	rec := f.do(r)
+	// Discovery fails for the unreachable provider: a clear error page, no redirect anywhere.
+	if rec.Code != http.StatusBadGateway || rec.Header().Get("Location") != "" {
+		t.Fatalf("start with unreachable provider = %d %v", rec.Code, rec.Header())
+	}
+	if strings.Contains(rec.Body.String(), "127.0.0.1:1") {
+		t.Fatal("error page reveals internal addresses")
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/":               "/",
+		"/a/b/../c":       "/a/c",
+		"/a//b":           "/a/b",
+		"/a/b/":           "/a/b/",
+		"/a/%2e%2e/b":     "/b",
+		"/a%2Fb":          "/a/b",
+		"/../../etc":      "/etc",
+		"/admin/.":        "/admin",
+		"/x?y=/admin":     "/x",
+		"/a%23b":          "/a#b",
+		"/public/..%2f/x": "/x",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://h"+in, nil)
+		if got := CleanPath(r); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStripCookie(t *testing.T) {
+	h := http.Header{"Cookie": {"a=1; _gatehouse=secret; _gatehouse_state_abc=x", "b=2"}}
+	stripCookie(h, "_gatehouse")
+	if got := h.Get("Cookie"); got != "a=1; b=2" {
+		t.Fatalf("Cookie = %q", got)
+	}
+}

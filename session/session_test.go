@@ -1,0 +1,306 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/sessionstore"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+func newClock() *fakeClock               { return &fakeClock{t: time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)} }
+func testConfig() Config {
+	return Config{CookieName: "_gatehouse", CookieSecure: true, CookieSameSite: "lax", Lifetime: 8 * time.Hour, IdleTimeout: time.Hour}
+}
+
+// countingStore counts writes, to check the idle clock is not written on
+// every request.
+type countingStore struct {
+	sessionstore.Store
+	mu   sync.Mutex
+	sets int
+	fail error
+}
+
+func (c *countingStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	c.mu.Lock()
+	c.sets++
+	c.mu.Unlock()
+	return c.Store.Set(ctx, k, v, ttl)
+}
+
+func (c *countingStore) Get(ctx context.Context, k string) ([]byte, error) {
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	return c.Store.Get(ctx, k)
+}
+
+var alice = identity.Identity{Provider: "corp", Subject: "1", User: "alice", Email: "alice@example.com", EmailVerified: true}
+
+func create(t *testing.T, m *Manager) (*http.Cookie, *Session) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s, err := m.Create(context.Background(), rec, alice, &ProviderToken{AccessToken: "provider-access-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("Create set %d cookies", len(cookies))
+	}
+	return cookies[0], s
+}
+
+func requestWith(c *http.Cookie) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if c != nil {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+func TestCookieCarriesNoIdentity(t *testing.T) {
+	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
+	c, _ := create(t, m)
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Name != "_gatehouse" {
+		t.Fatalf("cookie attributes: %+v", c)
+	}
+	for _, leak := range []string{"alice", "example.com", "corp", "provider-access-token"} {
+		if strings.Contains(strings.ToLower(c.Value), leak) {
+			t.Fatalf("cookie value contains %q", leak)
+		}
+	}
+	c2, _ := create(t, m)
+	if c.Value == c2.Value {
+		t.Fatal("two sign-ins got the same ticket")
+	}
+}
+
+func TestStoreHoldsNoPlaintext(t *testing.T) {
+	store := sessionstore.NewMemory(nil)
+	m := NewManager(testConfig(), store, nil)
+	c, _ := create(t, m)
+	tk, err := parseTicket(c.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.Get(context.Background(), tk.storeKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"alice", "example.com", "provider-access-token"} {
+		if strings.Contains(string(rec), leak) {
+			t.Fatalf("store record contains %q in the clear", leak)
+		}
+	}
+	if strings.Contains(tk.storeKey(), c.Value[:10]) {
+		t.Fatal("store key reveals the ticket")
+	}
+}
+
+func TestLoadRoundTripAndLifetimes(t *testing.T) {
+	clk := newClock()
+	store := &countingStore{Store: sessionstore.NewMemory(clk.now)}
+	m := NewManager(testConfig(), store, clk.now)
+	c, created := create(t, m)
+	got, err := m.Load(context.Background(), requestWith(c))
+	if err != nil || got.Identity.Email != "alice@example.com" || got.ID() != created.ID() {
+		t.Fatalf("load: %+v %v", got, err)
+	}
+	// Activity every 10 minutes keeps the session past the idle timeout,
+	// without a store write per request.
+	writes := store.sets
+	for i := 0; i < 30; i++ {
+		clk.add(10 * time.Second)
+		if _, err := m.Load(context.Background(), requestWith(c)); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if store.sets-writes > 2 {
+		t.Fatalf("%d store writes for 30 requests in 5 minutes", store.sets-writes)
+	}
+	for i := 0; i < 12; i++ { // two more hours of activity
+		clk.add(10 * time.Minute)
+		if _, err := m.Load(context.Background(), requestWith(c)); err != nil {
+			t.Fatalf("active session ended at %s: %v", clk.now(), err)
+		}
+	}
+	// Idle for longer than the idle timeout: gone.
+	clk.add(61 * time.Minute)
+	if _, err := m.Load(context.Background(), requestWith(c)); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("idle session: %v", err)
+	}
+}
+
+func TestAbsoluteLifetimeEndsActiveSession(t *testing.T) {
+	clk := newClock()
+	m := NewManager(testConfig(), sessionstore.NewMemory(clk.now), clk.now)
+	c, _ := create(t, m)
+	for i := 0; i < 48; i++ { // 8 hours of requests every 10 minutes
+		clk.add(10 * time.Minute)
+		_, err := m.Load(context.Background(), requestWith(c))
+		if clk.now().Sub(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) >= 8*time.Hour {
+			if !errors.Is(err, ErrNoSession) {
+				t.Fatalf("session alive past its lifetime: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("session ended early at %s: %v", clk.now(), err)
+		}
+	}
+	t.Fatal("never reached the lifetime")
+}
+
+func TestDeleteEndsTicket(t *testing.T) {
+	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
+	c, s := create(t, m)
+	rec := httptest.NewRecorder()
+	if err := m.Delete(context.Background(), rec, s); err != nil {
+		t.Fatal(err)
+	}
+	if cleared := rec.Result().Cookies(); len(cleared) != 1 || cleared[0].MaxAge >= 0 {
+		t.Fatalf("cookie not cleared: %+v", cleared)
+	}
+	if _, err := m.Load(context.Background(), requestWith(c)); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("deleted session loads: %v", err)
+	}
+}
+
+func TestBadTicketsAreNoSession(t *testing.T) {
+	store := sessionstore.NewMemory(nil)
+	m := NewManager(testConfig(), store, nil)
+	c, _ := create(t, m)
+	other, _ := create(t, m)
+	flip := []byte(c.Value)
+	if flip[5] == 'A' {
+		flip[5] = 'B'
+	} else {
+		flip[5] = 'A'
+	}
+	for name, value := range map[string]string{
+		"flipped":   string(flip),
+		"truncated": c.Value[:40],
+		"random":    strings.Repeat("A", len(c.Value)),
+		"not b64":   strings.Repeat("*", len(c.Value)),
+		"empty":     "",
+		"huge":      strings.Repeat("x", 5000),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := m.Load(context.Background(), requestWith(&http.Cookie{Name: "_gatehouse", Value: value}))
+			if !errors.Is(err, ErrNoSession) {
+				t.Fatalf("err = %v, want ErrNoSession", err)
+			}
+		})
+	}
+	t.Run("record swapped under another key", func(t *testing.T) {
+		a, _ := parseTicket(c.Value)
+		b, _ := parseTicket(other.Value)
+		recB, _ := store.Get(context.Background(), b.storeKey())
+		_ = store.Set(context.Background(), a.storeKey(), recB, time.Hour)
+		if _, err := m.Load(context.Background(), requestWith(c)); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("swapped record accepted: %v", err)
+		}
+	})
+	t.Run("no cookie", func(t *testing.T) {
+		if _, err := m.Load(context.Background(), requestWith(nil)); !errors.Is(err, ErrNoSession) {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestStoreFailureFailsClosed(t *testing.T) {
+	store := &countingStore{Store: sessionstore.NewMemory(nil)}
+	m := NewManager(testConfig(), store, nil)
+	c, _ := create(t, m)
+	store.fail = errors.New("memcache: connection refused")
+	_, err := m.Load(context.Background(), requestWith(c))
+	if err == nil || errors.Is(err, ErrNoSession) {
+		t.Fatalf("err = %v, want a store error distinct from no-session", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte(strings.Repeat("s", 40)+"\n"), 0o600)
+	base := func() Config {
+		c := testConfig()
+		c.Secret = strings.Repeat("x", 32)
+		c.RevalidateInterval = time.Hour
+		c.Store = sessionstore.Config{Type: "memory"}
+		return c
+	}
+	ok := base()
+	if ps := ok.Validate(); len(ps) != 0 {
+		t.Fatalf("valid config: %v", ps)
+	}
+	fromFile := base()
+	fromFile.Secret, fromFile.SecretFile = "", secretFile
+	if ps := fromFile.Validate(); len(ps) != 0 || fromFile.Secret != strings.Repeat("s", 40) {
+		t.Fatalf("secret_file: %v %q", ps, fromFile.Secret)
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		key    string
+	}{
+		{"short secret", func(c *Config) { c.Secret = "short" }, "secret"},
+		{"no secret", func(c *Config) { c.Secret = "" }, "secret"},
+		{"both secret and file", func(c *Config) { c.SecretFile = secretFile }, "secret"},
+		{"bad samesite", func(c *Config) { c.CookieSameSite = "loose" }, "cookie_samesite"},
+		{"none without secure", func(c *Config) { c.CookieSameSite = "none"; c.CookieSecure = false }, "cookie_samesite"},
+		{"bad cookie name", func(c *Config) { c.CookieName = "a;b" }, "cookie_name"},
+		{"zero lifetime", func(c *Config) { c.Lifetime = 0 }, "lifetime"},
+		{"bad store", func(c *Config) { c.Store.Type = "redis" }, "store.type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			tt.mutate(&c)
+			ps := c.Validate()
+			if len(ps) == 0 || ps[0].Key != tt.key {
+				t.Fatalf("problems = %v, want one on %s", ps, tt.key)
+			}
+			if strings.Contains(ps[0].Message, c.Secret) && c.Secret != "" {
+				t.Fatalf("problem message reveals the secret: %s", ps[0].Message)
+			}
+		})
+	}
+}
+
+func FuzzParseTicket(f *testing.F) {
+	t0, _ := newTicket()
+	f.Add(t0.String())
+	f.Add("")
+	f.Add(strings.Repeat("A", 64))
+	f.Add("!!!!")
+	f.Fuzz(func(t *testing.T, s string) {
+		tk, err := parseTicket(s)
+		if err != nil {
+			return
+		}
+		if tk.String() != s {
+			t.Fatalf("round trip: %q -> %q", s, tk.String())
+		}
+		if _, err := tk.open([]byte(s)); err == nil {
+			t.Fatal("garbage opened as a record")
+		}
+	})
+}
