@@ -1,0 +1,72 @@
+package authn
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+var public, _ = url.Parse("https://dash.example.com")
+
+func TestSafeRedirect(t *testing.T) {
+	for in, want := range map[string]string{
+		"/x?y=1":                          "/x?y=1",
+		"":                                "/",
+		"//evil.com":                      "/",
+		"//evil.com/x":                    "/",
+		"/\\evil.com":                     "/",
+		"/\t/evil.com":                    "/",
+		"/\n/evil.com":                    "/",
+		"https://evil.com":                "/",
+		"http://dash.example.com/x":       "/", // scheme downgrade
+		"https://DASH.example.com/x":      "https://DASH.example.com/x",
+		"https://dash.example.com.evil/x": "/",
+		"https://user@dash.example.com/":  "/",
+		"javascript:alert(1)":             "/",
+		"data:text/html,x":                "/",
+		"evil.com":                        "/",
+		"/" + strings.Repeat("a", 5000):   "/",
+		"/%2F%2Fevil.com":                 "/%2F%2Fevil.com", // a path, percent-encoded: stays on this host
+		"https:/\\evil.com":               "/",
+		"https://dash.example.com:8443/x": "/",
+		"https://dash.example.com/a#frag": "https://dash.example.com/a#frag",
+		"/ok#frag":                        "/ok#frag",
+	} {
+		if got := SafeRedirect(in, public); got != want {
+			t.Errorf("SafeRedirect(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzSafeRedirect(f *testing.F) {
+	for _, s := range []string{"/", "/x?y", "//evil.com", "/\\evil.com", "https://dash.example.com/x", "https://evil.com", "/\t/x", "javascript:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rd string) {
+		got := SafeRedirect(rd, public)
+		if strings.HasPrefix(got, "/") {
+			if strings.HasPrefix(got, "//") || strings.HasPrefix(got, "/\\") || strings.ContainsAny(got, "\\\t\r\n") {
+				t.Fatalf("SafeRedirect(%q) = %q leaves the host", rd, got)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || !strings.EqualFold(u.Host, public.Host) || u.Scheme != "https" || u.User != nil {
+			t.Fatalf("SafeRedirect(%q) = %q is not on the public host", rd, got)
+		}
+	})
+}
+
+func FuzzNormalizeUserCode(f *testing.F) {
+	for _, s := range []string{"BCDF-GHJK", "bcdfghjk", "bcdf ghjk", "AEIO-UUUU", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := normalizeUserCode(s)
+		for _, c := range n {
+			if !strings.ContainsRune(userCodeAlphabet, c) {
+				t.Fatalf("normalizeUserCode(%q) = %q has %q", s, n, c)
+			}
+		}
+	})
+}
