@@ -188,6 +188,17 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 			"The session store could not be reached, so your session could not be ended everywhere. Please try again.", "")
 		return
 	}
+	// sign_out?all=true ends every session and token of the user, on
+	// every replica, not only this browser's.
+	if all := r.URL.Query().Get("all"); s != nil && (all == "true" || all == "1") {
+		if err := l.sessions.EndAll(context.WithoutCancel(r.Context()), s.Identity); err != nil {
+			l.log.Error("ending all sessions", "event", "logout", "err", err)
+			l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+				"Your sessions could not be ended everywhere. Please try again.", "")
+			return
+		}
+		l.log.Info("signed out everywhere", "event", "logout_all", "user", s.Identity.User, "sid", s.ID())
+	}
 	if err := l.sessions.Delete(context.WithoutCancel(r.Context()), w, s); err != nil {
 		l.log.Error("deleting session", "event", "logout", "err", err)
 		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",

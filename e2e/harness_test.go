@@ -68,6 +68,8 @@ type stack struct {
 	GitHub   *fakegithub.Server // when options.github
 	gitlab   bool
 	logs     *syncBuffer
+	settings [][2]string // settings[0] is server.listen
+	opts     options
 }
 
 type syncBuffer struct {
@@ -179,6 +181,17 @@ func start(t *testing.T, o options) *stack {
 			{"auth.github.allowed_organizations", "acme"},
 		}...)
 	}
+	s.settings, s.opts = settings, o
+	s.launch(addr)
+	return s
+}
+
+// launch starts one gatehouse process listening on addr with the stack's
+// settings; a second call starts another replica.
+func (s *stack) launch(addr string) {
+	t, o := s.t, s.opts
+	t.Helper()
+	settings := append([][2]string{{"server.listen", addr}}, s.settings[1:]...)
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	if o.yamlOnly {
@@ -215,14 +228,22 @@ func start(t *testing.T, o options) *stack {
 			t.Fatalf("gatehouse exited early:\n%s", s.logs.String())
 		default:
 		}
-		resp, err := http.Get(public + "/ready")
+		resp, err := http.Get("http://" + addr + "/ready")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return s
+}
+
+// replica starts another gatehouse with the same configuration and
+// returns its base URL (the public URL stays the first one's, as behind a
+// load balancer).
+func (s *stack) replica() string {
+	addr := freePort(s.t)
+	s.launch(addr)
+	return "http://" + addr
 }
 
 func envName(key string) string {
@@ -429,4 +450,13 @@ func readBody(t *testing.T, resp *http.Response) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func mustURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -6,6 +6,8 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,6 +146,16 @@ func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
 		_ = m.store.Delete(ctx, t.storeKey())
 		return nil, ErrNoSession
 	}
+	// "Sign out everywhere" marks the user; sessions from before the mark
+	// are over, on every replica, from the next request on.
+	ended, err := EndedBefore(ctx, m.store, s.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	if !s.CreatedAt.After(ended) {
+		_ = m.store.Delete(ctx, t.storeKey())
+		return nil, ErrNoSession
+	}
 	// Refresh the idle clock only now and then, so a busy session does not
 	// cost a store write per request. The idle timeout is thus enforced to
 	// within touchEvery.
@@ -165,6 +177,38 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, s *Session)
 		return nil
 	}
 	return m.store.Delete(ctx, s.ticket.storeKey())
+}
+
+// EndAll ends every session (and, through EndedBefore, every token) of
+// the user id, on every replica.
+func (m *Manager) EndAll(ctx context.Context, id identity.Identity) error {
+	now := m.now()
+	b, _ := now.MarshalBinary()
+	// Kept for a year: longer than any session or token can live, so
+	// nothing issued before the mark can outlive it.
+	return m.store.Set(ctx, userKey(id), b, 366*24*time.Hour)
+}
+
+// EndedBefore returns the time before which everything of id was ended by
+// "sign out everywhere", or the zero time.
+func EndedBefore(ctx context.Context, store sessionstore.Store, id identity.Identity) (time.Time, error) {
+	b, err := store.Get(ctx, userKey(id))
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	if t.UnmarshalBinary(b) != nil {
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+func userKey(id identity.Identity) string {
+	h := sha256.Sum256([]byte("gatehouse user v1\x00" + id.Provider + "\x00" + id.Subject))
+	return "u1:" + base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // ClearCookie expires the session cookie.

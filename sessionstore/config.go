@@ -2,6 +2,8 @@ package sessionstore
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/confcheck"
@@ -26,7 +28,21 @@ func (c Config) Validate() confcheck.Problems {
 	switch c.Type {
 	case "memory":
 	case "memcache":
-		ps.Addf("type", "memcache is not available in this version yet; use memory (one replica)")
+		if len(c.Memcache.Servers) == 0 {
+			ps.Addf("memcache.servers", "at least one host:port is required when type is memcache")
+		}
+		for _, s := range c.Memcache.Servers {
+			host, port, err := net.SplitHostPort(s)
+			if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+				ps.Addf("memcache.servers", "%q is not host:port", s)
+			}
+		}
+		if c.Memcache.Timeout <= 0 {
+			ps.Addf("memcache.timeout", "must be a positive duration such as 250ms")
+		}
+		if c.Memcache.MaxIdleConns <= 0 {
+			ps.Addf("memcache.max_idle_conns", "must be at least 1")
+		}
 	default:
 		ps.Addf("type", "must be memory or memcache, not %q", c.Type)
 	}
@@ -38,6 +54,8 @@ func New(c Config) (Store, error) {
 	switch c.Type {
 	case "memory":
 		return NewMemory(nil), nil
+	case "memcache":
+		return NewMemcache(c.Memcache)
 	}
 	return nil, fmt.Errorf("sessionstore: unsupported type %q", c.Type)
 }

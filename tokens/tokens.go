@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/internal/sealed"
+	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
 )
 
@@ -120,6 +121,14 @@ func (s *Store) Lookup(ctx context.Context, raw string) (*Token, error) {
 	}
 	var t Token
 	if err := json.Unmarshal(plain, &t); err != nil || !now.Before(t.ExpiresAt) {
+		return nil, ErrUnknown
+	}
+	// "Sign out everywhere" ends the user's tokens too.
+	ended, err := session.EndedBefore(ctx, s.store, t.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	if !t.IssuedAt.After(ended) {
 		return nil, ErrUnknown
 	}
 	t.ID = publicID(raw)

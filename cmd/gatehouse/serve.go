@@ -40,7 +40,8 @@ func newLogger(w io.Writer, c LoggingConfig) *slog.Logger {
 type app struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	store   sessionstore.Store
+	store   sessionstore.Store // instrumented
+	raw     sessionstore.Store // as built, for Close
 	genKey  *assertion.Key
 	current atomic.Pointer[http.Handler]
 }
@@ -51,13 +52,20 @@ func newApp(l *Loaded, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	m := metrics.New()
-	a := &app{log: log, metrics: m, store: m.InstrumentStore(store, l.Config.Session.Store.Type)}
+	a := &app{log: log, metrics: m, raw: store, store: m.InstrumentStore(store, l.Config.Session.Store.Type)}
 	h, err := a.build(l)
 	if err != nil {
 		return nil, err
 	}
 	a.current.Store(&h)
 	return a, nil
+}
+
+// close releases the store's connections and background work.
+func (a *app) close() {
+	if c, ok := a.raw.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // ServeHTTP serves with the current configuration's handler.
@@ -147,6 +155,7 @@ func serve(ctx context.Context, l *Loaded, log *slog.Logger, environ []string) e
 	if err != nil {
 		return err
 	}
+	defer a.close()
 	if addr := l.Config.Server.MetricsListen; addr != "" {
 		stop, err := serveMetrics(addr, a.metrics, log)
 		if err != nil {

@@ -1,0 +1,268 @@
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// memcached is a real memcached process started for a test.
+type memcached struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func (m *memcached) addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
+
+// startMemcached runs memcached on a free port until the test ends.
+func startMemcached(t *testing.T) *memcached {
+	t.Helper()
+	if _, err := exec.LookPath("memcached"); err != nil {
+		t.Fatal("memcached not found: run make test, which installs it")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	m := &memcached{t: t, port: port}
+	m.start()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *memcached) start() {
+	m.t.Helper()
+	m.cmd = exec.Command("memcached", "-l", "127.0.0.1", "-p", strconv.Itoa(m.port), "-U", "0", "-m", "64", "-u", "root")
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !alive(m.addr()) {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("memcached on %s did not come up", m.addr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (m *memcached) stop() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		_ = m.cmd.Process.Kill()
+		_ = m.cmd.Wait()
+		m.cmd = nil
+	}
+}
+
+func newMemcacheStore(t *testing.T, servers ...string) *Memcache {
+	t.Helper()
+	s, err := NewMemcache(MemcacheConfig{Servers: servers, Timeout: 250 * time.Millisecond, MaxIdleConns: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestMemcacheContract(t *testing.T) {
+	t.Run("one node", func(t *testing.T) {
+		mc := startMemcached(t)
+		testStoreContract(t, func(t *testing.T) Store { return newMemcacheStore(t, mc.addr()) }, nil)
+	})
+	t.Run("three nodes", func(t *testing.T) {
+		a, b, c := startMemcached(t), startMemcached(t), startMemcached(t)
+		testStoreContract(t, func(t *testing.T) Store { return newMemcacheStore(t, a.addr(), b.addr(), c.addr()) }, nil)
+	})
+}
+
+func TestMemcacheKeysValuesAndExpirations(t *testing.T) {
+	mc := startMemcached(t)
+	s := newMemcacheStore(t, mc.addr())
+	ctx := context.Background()
+	for _, key := range []string{"has space", "ctl\x01char", string(make([]byte, 300))} {
+		if err := s.Set(ctx, key, []byte("v"), time.Minute); err != nil {
+			t.Fatalf("key %q: %v", key, err)
+		}
+		if v, err := s.Get(ctx, key); err != nil || string(v) != "v" {
+			t.Fatalf("key %q: %q %v", key, v, err)
+		}
+	}
+	if err := s.Set(ctx, "big", make([]byte, 2<<20), time.Minute); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("2 MB value: %v, want ErrTooLarge", err)
+	}
+	// A user in hundreds of groups still fits.
+	if err := s.Set(ctx, "groups", make([]byte, 200<<10), time.Minute); err != nil {
+		t.Fatalf("200 KB value: %v", err)
+	}
+	// Over 30 days memcached wants an absolute time; sent as seconds it
+	// would be read as a time in 1970 and expire at once.
+	if err := s.Set(ctx, "long", []byte("v"), 45*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "long"); err != nil {
+		t.Fatalf("45-day record gone at once: %v", err)
+	}
+	if got := s.expiration(45 * 24 * time.Hour); int64(got) < time.Now().Unix() {
+		t.Fatalf("expiration for 45 days = %d, want an absolute time", got)
+	}
+	if got := s.expiration(100 * time.Millisecond); got != 1 {
+		t.Fatalf("expiration for 100ms = %d, want 1 (0 would never expire)", got)
+	}
+}
+
+func TestMemcacheNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
+	nodes := []*memcached{startMemcached(t), startMemcached(t), startMemcached(t)}
+	s := newMemcacheStore(t, nodes[0].addr(), nodes[1].addr(), nodes[2].addr())
+	ctx := context.Background()
+	const n = 300
+	owner := map[string]int{}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("s1:key-%d", i)
+		if err := s.Set(ctx, k, []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		owner[k] = s.selector.pick(k)
+	}
+	nodes[1].stop()
+	lost := 0
+	for k, o := range owner {
+		_, err := s.Get(ctx, k)
+		if o != 1 && err != nil {
+			t.Fatalf("key on a live node failed: %v", err)
+		}
+		if o == 1 && err == nil {
+			t.Fatalf("key on the dead node still read")
+		}
+		if o == 1 {
+			lost++
+		}
+	}
+	if lost == 0 || lost > n/2 {
+		t.Fatalf("%d of %d keys lost with one of three nodes down", lost, n)
+	}
+	// New sessions land on live nodes once the dead one is set aside.
+	for k, o := range owner {
+		if o == 1 {
+			if err := s.Set(ctx, k, []byte("again"), time.Hour); err != nil {
+				t.Fatalf("write after failover: %v", err)
+			}
+		}
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ready with two of three nodes: %v", err)
+	}
+	nodes[1].start()
+	waitUntil(t, 10*time.Second, "the restarted node to be used again", func() bool { return s.selector.upCount() == 3 })
+}
+
+func TestMemcacheAllDownFailsFastAndRecovers(t *testing.T) {
+	mc := startMemcached(t)
+	s := newMemcacheStore(t, mc.addr())
+	ctx := context.Background()
+	_ = s.Set(ctx, "k", []byte("v"), time.Hour)
+	mc.stop()
+	start := time.Now()
+	if _, err := s.Get(ctx, "k"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("get with memcached down: %v, want a store error", err)
+	}
+	if _, err := s.Get(ctx, "k"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("second get: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("failing took %s", d)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ready with memcached down")
+	}
+	mc.start()
+	waitUntil(t, 10*time.Second, "recovery", func() bool { return s.Ping(ctx) == nil })
+	if err := s.Set(ctx, "k2", []byte("v"), time.Hour); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestMemcacheUnresponsiveServerTimesOutWithoutPileUp(t *testing.T) {
+	// A listener that accepts and never answers: a hung memcached.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	s := newMemcacheStore(t, ln.Addr().String())
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		if _, err := s.Get(ctx, "k"); err == nil {
+			t.Fatal("hung server answered")
+		}
+	}
+	// The first call waits for the timeout; the server is then set aside
+	// and the rest fail at once.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("200 calls against a hung server took %s", d)
+	}
+	waitUntil(t, 5*time.Second, "goroutines to settle", func() bool { return runtime.NumGoroutine() < before+20 })
+}
+
+func TestRendezvousMovesFewKeys(t *testing.T) {
+	three, _ := newRendezvous([]string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"})
+	four, _ := newRendezvous([]string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.4:11211"})
+	const n = 10000
+	moved, perServer := 0, map[int]int{}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("s1:%d", i)
+		a, b := three.pick(k), four.pick(k)
+		perServer[a]++
+		if a != b {
+			moved++
+			if b != 3 {
+				t.Fatalf("key moved between old servers (%d -> %d)", a, b)
+			}
+		}
+	}
+	if frac := float64(moved) / n; frac < 0.15 || frac > 0.35 {
+		t.Fatalf("adding a 4th server moved %.0f%% of keys, want about 25%%", frac*100)
+	}
+	for srv, c := range perServer {
+		if c < n/3-n/10 || c > n/3+n/10 {
+			t.Fatalf("server %d holds %d of %d keys: unbalanced", srv, c, n)
+		}
+	}
+	// Removing a server moves only the keys it held.
+	three.markDown(0)
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("s1:%d", i)
+		if before := four.pick(k); before != 0 && before != 3 && three.pick(k) != before {
+			t.Fatal("a key not on the removed server moved")
+		}
+	}
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
