@@ -46,5 +46,12 @@ fuzz:
 	  done; \
 	done
 
+# Authenticated requests through Gatehouse (memory and memcache stores) vs.
+# the same upstream hit directly: throughput, p50/p99 and ratios, one run.
+BENCH_DURATION ?= 5s
+BENCH_CONCURRENCY ?= 16
+bench: deps
+	$(GO) run ./bench -duration $(BENCH_DURATION) -concurrency $(BENCH_CONCURRENCY)
+
 clean:
 	rm -rf bin

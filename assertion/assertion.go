@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -133,7 +134,18 @@ type Signer struct {
 	lifetime time.Duration
 	jwks     []byte
 	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cached // by session id and identity version
 }
+
+type cached struct {
+	jwt     string
+	renewAt time.Time
+}
+
+// maxCached bounds the assertion cache; when full it starts over.
+const maxCached = 50000
 
 // NewSigner returns a Signer. keys[0] signs; every key is in the JWK set
 // so a new key can be rolled in while upstreams still cache the old set.
@@ -158,7 +170,8 @@ func NewSigner(keys []Key, issuer, audience string, lifetime time.Duration, now 
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{signer: signer, issuer: issuer, audience: audience, lifetime: lifetime, jwks: jwks, now: now}, nil
+	return &Signer{signer: signer, issuer: issuer, audience: audience, lifetime: lifetime, jwks: jwks, now: now,
+		cache: map[string]cached{}}, nil
 }
 
 // Claims are the assertion's claims.
@@ -198,6 +211,32 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 		PreferredUsername: id.PreferredUsername, Groups: groups, Provider: id.Provider, SessionID: sid,
 	}
 	return jwt.Signed(s.signer).Claims(c).Serialize()
+}
+
+// SignCached returns an assertion for id, reusing the one made for the same
+// key (a session id and its identity's version) while it has more than
+// half its lifetime left. Signing is the largest part of a proxied
+// request's cost; an assertion is a bearer proof of identity for a short
+// time, not a per-request nonce.
+func (s *Signer) SignCached(key string, id identity.Identity, sid string) (string, error) {
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && now.Before(c.renewAt) {
+		return c.jwt, nil
+	}
+	jwt, err := s.Sign(id, sid)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	if len(s.cache) >= maxCached {
+		s.cache = map[string]cached{}
+	}
+	s.cache[key] = cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)}
+	s.mu.Unlock()
+	return jwt, nil
 }
 
 // JWKS returns the JSON Web Key Set document.

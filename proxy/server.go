@@ -165,7 +165,7 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded) boo
 	if h.o.Assertion == nil {
 		return true
 	}
-	jwt, err := h.o.Assertion.Sign(f.identity, f.sid)
+	jwt, err := h.o.Assertion.SignCached(f.cacheKey, f.identity, f.sid)
 	if err != nil {
 		h.o.Logger.Error("signing assertion", "err", err)
 		if pages.WantsJSON(r) {
@@ -202,7 +202,8 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, method, clea
 	if !ok {
 		return nil, false
 	}
-	f := &forwarded{identity: s.Identity, sid: s.ID()}
+	// The assertion is reused per session until the identity is revalidated.
+	f := &forwarded{identity: s.Identity, sid: s.ID(), cacheKey: s.ID() + "|" + s.ValidatedAt.String()}
 	if s.Token != nil {
 		f.accessToken = s.Token.AccessToken
 	}
@@ -260,7 +261,7 @@ func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw, m
 		pages.JSONError(w, http.StatusForbidden, "forbidden", strings.TrimSuffix(d.Message(), "."))
 		return nil, false
 	}
-	return &forwarded{identity: t.Identity, sid: t.ID, bearer: true}, true
+	return &forwarded{identity: t.Identity, sid: t.ID, cacheKey: "t|" + t.ID, bearer: true}, true
 }
 
 // bearer returns the token of an "Authorization: Bearer" header.

@@ -23,6 +23,7 @@ const forwardKey ctxKey = 0
 type forwarded struct {
 	identity    identity.Identity
 	sid         string // hash of the session or token id, for the assertion
+	cacheKey    string // what an assertion may be reused for
 	accessToken string // provider access token, for pass_access_token
 	bearer      bool   // authenticated by a bearer token: never forward it
 	assertion   string // signed JWT, "" when assertions are off
