@@ -135,3 +135,22 @@ func TestSignVerifiesWithPublishedKeys(t *testing.T) {
 		t.Fatalf("groups = %#v, want []", payload["groups"])
 	}
 }
+
+func TestSignCachedReusesUntilHalfLife(t *testing.T) {
+	k, _ := GenerateKey()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s, _ := NewSigner([]Key{k}, "https://d", "u", 4*time.Minute, func() time.Time { return now })
+	id := identity.Identity{Provider: "p", Subject: "1"}
+	a1, _ := s.SignCached("sid|v1", id, "sid")
+	a2, _ := s.SignCached("sid|v1", id, "sid")
+	if a1 != a2 {
+		t.Fatal("assertion not reused within its first half-life")
+	}
+	if b, _ := s.SignCached("sid|v2", id, "sid"); b == a1 {
+		t.Fatal("a new identity version reused the old assertion")
+	}
+	now = now.Add(2*time.Minute + time.Second)
+	if a3, _ := s.SignCached("sid|v1", id, "sid"); a3 == a1 {
+		t.Fatal("assertion reused past half its lifetime")
+	}
+}
