@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
+# nginx with auth_request, for the forward-auth end-to-end test
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "installing: ${need[*]}"
@@ -18,3 +20,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged nginx on port 80; the tests run their own.
+if [[ " ${need[*]} " == *" nginx-light "* ]]; then
+  $SUDO pkill -x nginx 2>/dev/null || true
+fi
