@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,12 @@ type stack struct {
 	logs     *syncBuffer
 	settings [][2]string // settings[0] is server.listen
 	opts     options
+	// Of the first process launched:
+	proc       *exec.Cmd
+	exited     chan struct{} // closed when it exits
+	configFile string        // with options.yamlOnly
+
+	upstreamInFlight *atomic.Int32 // requests the upstream is serving now
 }
 
 type syncBuffer struct {
@@ -112,7 +119,13 @@ func freePort(t *testing.T) string {
 // start runs a provider, an echo upstream and the gatehouse binary.
 func start(t *testing.T, o options) *stack {
 	t.Helper()
-	upstream := httptest.NewServer(echo.NewHandler())
+	var inFlight atomic.Int32
+	echoHandler := echo.NewHandler()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		echoHandler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(upstream.Close)
 
 	idpLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,7 +155,7 @@ func start(t *testing.T, o options) *stack {
 	go func() { _ = idpSrv.Serve(idpLn) }()
 	t.Cleanup(func() { _ = idpSrv.Close() })
 
-	s := &stack{t: t, URL: public, IdP: provider, Upstream: upstream.URL, gitlab: o.gitlab, logs: &syncBuffer{}}
+	s := &stack{t: t, URL: public, IdP: provider, Upstream: upstream.URL, gitlab: o.gitlab, logs: &syncBuffer{}, upstreamInFlight: &inFlight}
 	settings := [][2]string{
 		{"server.listen", addr},
 		{"server.public_url", public},
@@ -203,6 +216,9 @@ func (s *stack) launch(addr string) {
 			t.Fatal(err)
 		}
 		cmd.Args = append(cmd.Args, "--config", file)
+		if s.configFile == "" {
+			s.configFile = file
+		}
 	} else {
 		for _, kv := range settings {
 			cmd.Env = append(cmd.Env, envName(kv[0])+"="+kv[1])
@@ -215,6 +231,9 @@ func (s *stack) launch(addr string) {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	if s.proc == nil {
+		s.proc, s.exited = cmd, done
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-done
