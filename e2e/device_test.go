@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -183,7 +182,8 @@ func verifyAssertion(t *testing.T, s *stack, raw string) {
 			if k.Kid == tok.Header["kid"] && k.Kty == "EC" && k.Crv == "P-256" {
 				x, _ := base64.RawURLEncoding.DecodeString(k.X)
 				y, _ := base64.RawURLEncoding.DecodeString(k.Y)
-				return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}, nil
+				point := append(append([]byte{4}, pad32(x)...), pad32(y)...)
+				return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
 			}
 		}
 		return nil, jwtv5.ErrTokenUnverifiable
@@ -197,4 +197,12 @@ func verifyAssertion(t *testing.T, s *stack, raw string) {
 	if g, ok := claims["groups"].([]any); !ok || len(g) != 2 {
 		t.Fatalf("groups claim = %v", claims["groups"])
 	}
+}
+
+// pad32 left-pads a P-256 coordinate to 32 bytes.
+func pad32(b []byte) []byte {
+	if len(b) >= 32 {
+		return b
+	}
+	return append(make([]byte, 32-len(b)), b...)
 }
