@@ -8,7 +8,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build demo test deps lint unit e2e fuzz bench clean
+.PHONY: all build demo test deps lint unit e2e chart fuzz bench clean
 
 all: build
 
@@ -20,21 +20,28 @@ demo:
 
 deps:
 	./scripts/install-deps.sh
+	./charts/install-helm.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd charts/gatehouse/tests && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Unit and integration tests, then the browser end-to-end suite (verbose,
 # so the log shows each Chromium test that ran).
-test: deps lint unit e2e
+test: deps lint unit e2e chart
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
 e2e:
 	$(GO) test -race -count=1 -v ./e2e/
+
+# Helm chart: lint, render four value sets, decode strictly into Kubernetes
+# types (a module of its own, so those types stay out of Gatehouse's).
+chart:
+	cd charts/gatehouse/tests && $(GO) test -count=1 -v ./...
 
 # Short fuzzing runs of every fuzz target (the seed corpora in testdata/
 # also run as part of `make test`).
