@@ -50,7 +50,9 @@ type Device struct {
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 	now      func() time.Time
-	limiter  *failureLimiter
+	limiter  *failureLimiter // wrong user codes, per address and per user
+	issuing  *failureLimiter // device codes issued, per address
+	clientIP func(*http.Request) string
 }
 
 // DeviceConfig gathers what Device depends on.
@@ -65,6 +67,8 @@ type DeviceConfig struct {
 	Logger   *slog.Logger
 	Metrics  *metrics.Metrics
 	Now      func() time.Time
+	// ClientIP tells clients apart for rate limits; nil: the TCP peer.
+	ClientIP func(*http.Request) string
 }
 
 // NewDevice builds the device flow.
@@ -72,12 +76,17 @@ func NewDevice(c DeviceConfig) *Device {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ClientIP == nil {
+		c.ClientIP = remoteHost
+	}
 	d := &Device{
-		cfg: c.Flow, store: c.Store, tokens: c.Tokens, sessions: c.Sessions, login: c.Login, pages: c.Pages,
+		clientIP: c.ClientIP,
+		cfg:      c.Flow, store: c.Store, tokens: c.Tokens, sessions: c.Sessions, login: c.Login, pages: c.Pages,
 		key:     sha256.Sum256([]byte("gatehouse device records v1\x00" + c.Secret)),
 		csrfKey: []byte("gatehouse device csrf v1\x00" + c.Secret),
 		log:     c.Logger, metrics: c.Metrics, now: c.Now,
 		limiter: newFailureLimiter(10, 10*time.Minute, c.Now),
+		issuing: newFailureLimiter(30, time.Minute, c.Now),
 	}
 	return d
 }
@@ -116,6 +125,14 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client_id")
 		return
 	}
+	// Every code costs a record in the store; one address cannot flood it.
+	addr := d.clientIP(r)
+	if d.issuing.blocked(addr) {
+		w.Header().Set("Retry-After", "60")
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many device codes requested from this address")
+		return
+	}
+	d.issuing.fail(addr)
 	scopes := strings.Fields(r.PostForm.Get("scope"))
 	if len(scopes) == 0 && d.tokens.Scopes().Has("read") {
 		scopes = []string{"read"}
@@ -359,7 +376,7 @@ func (d *Device) Page(w http.ResponseWriter, r *http.Request) {
 // per address and per user so codes cannot be guessed.
 func (d *Device) lookupUserCode(r *http.Request, s *session.Session, code string) (*deviceRecord, int, string) {
 	who := "user:" + s.Identity.Provider + ":" + s.Identity.Subject
-	addr := "addr:" + remoteHost(r)
+	addr := "addr:" + d.clientIP(r)
 	if d.limiter.blocked(who) || d.limiter.blocked(addr) {
 		return nil, http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again."
 	}

@@ -285,3 +285,16 @@ func TestDevicePageNeedsCSRFSessionAndLimitsGuessing(t *testing.T) {
 		t.Fatal("still limited after the window")
 	}
 }
+
+func TestDeviceCodeIssuanceIsRateLimited(t *testing.T) {
+	f := newDeviceFixture(t)
+	for i := 0; i < 30; i++ {
+		f.start(t)
+	}
+	rec := f.post("/oauth2/device/code", url.Values{"client_id": {CLIClientID}}, false)
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "slow_down") {
+		t.Fatalf("31st code in a minute: %d %s", rec.Code, rec.Body)
+	}
+	f.clk.advance(time.Minute)
+	f.start(t)
+}

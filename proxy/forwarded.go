@@ -70,3 +70,10 @@ func (t trustedProxies) scheme(r *http.Request) string {
 	}
 	return "http"
 }
+
+// ClientIP returns a function giving a request's client address: the peer,
+// or behind trusted proxies the right-most untrusted X-Forwarded-For hop.
+// Rate limits use it, so clients behind a load balancer are told apart.
+func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
+	return trustedProxies(trusted).clientIP
+}

@@ -110,6 +110,7 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		device = authn.NewDevice(authn.DeviceConfig{
 			Flow: cfg.DeviceFlow, Store: a.store, Tokens: toks, Sessions: sessions, Login: login,
 			Pages: pg, Secret: cfg.Session.Secret, Logger: a.log, Metrics: a.metrics,
+			ClientIP: proxy.ClientIP(l.Trusted),
 		})
 	}
 	h := proxy.New(proxy.Options{
