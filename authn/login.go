@@ -112,6 +112,7 @@ func (l *Login) Start(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, r, p.Name(), err)
 		return
 	}
+	l.state.prune(w, r)
 	l.state.set(w, st)
 	http.Redirect(w, r, target, http.StatusFound)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/sealed"
@@ -67,6 +68,27 @@ func newLoginState(provider, redirect string, now time.Time) *loginState {
 // cookieName is derived from the state so each sign-in has its own cookie.
 func (sc *stateCookies) cookieName(state string) string {
 	return sc.namePrefix + state[:12]
+}
+
+// maxInFlight bounds sign-in state cookies per browser. Past it, the old
+// ones are dropped: otherwise a page that keeps sending a browser to
+// /start could pile up cookies until its requests grow too large to serve.
+const maxInFlight = 8
+
+// prune expires the state cookies r carries when there are too many.
+func (sc *stateCookies) prune(w http.ResponseWriter, r *http.Request) {
+	var names []string
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, sc.namePrefix) {
+			names = append(names, c.Name)
+		}
+	}
+	if len(names) < maxInFlight {
+		return
+	}
+	for _, n := range names {
+		http.SetCookie(w, &http.Cookie{Name: n, Path: sc.path, MaxAge: -1, Secure: sc.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 }
 
 func (sc *stateCookies) set(w http.ResponseWriter, st *loginState) {

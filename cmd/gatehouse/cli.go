@@ -87,6 +87,18 @@ func (f *tokenFile) save(m map[string]storedToken) error {
 	return os.Rename(tmp.Name(), f.path)
 }
 
+// openTokens normalizes a server URL and loads the stored tokens.
+func openTokens(rawURL string) (base string, tf *tokenFile, all map[string]storedToken, err error) {
+	if base, err = serverKey(rawURL); err != nil {
+		return "", nil, nil, err
+	}
+	if tf, err = defaultTokenFile(); err != nil {
+		return "", nil, nil, err
+	}
+	all, err = tf.load()
+	return base, tf, all, err
+}
+
 // serverKey normalizes a Gatehouse URL to scheme://host.
 func serverKey(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
@@ -188,15 +200,7 @@ func newTokenCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print the stored token for URL (for curl -H \"Authorization: Bearer $(gatehouse token URL)\")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			base, err := serverKey(args[0])
-			if err != nil {
-				return err
-			}
-			tf, err := defaultTokenFile()
-			if err != nil {
-				return err
-			}
-			all, err := tf.load()
+			base, _, all, err := openTokens(args[0])
 			if err != nil {
 				return err
 			}
@@ -216,15 +220,7 @@ func newLogoutCommand(stdout io.Writer) *cobra.Command {
 		Short: "Revoke the stored token for URL at the server and forget it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := serverKey(args[0])
-			if err != nil {
-				return err
-			}
-			tf, err := defaultTokenFile()
-			if err != nil {
-				return err
-			}
-			all, err := tf.load()
+			base, tf, all, err := openTokens(args[0])
 			if err != nil {
 				return err
 			}
