@@ -125,3 +125,39 @@ func TestBrowserSessionExpires(t *testing.T) {
 		return strings.Contains(loc, "/oauth2/sign_in")
 	})
 }
+
+func TestTwoTabsSignInAtOnce(t *testing.T) {
+	t.Parallel()
+	s := start(t, options{})
+	first := browser(t)
+	second, cancel := chromedp.NewContext(first) // a second tab of the same browser
+	defer cancel()
+	// Both tabs start a sign-in and reach the provider's form before either finishes.
+	for i, tab := range []context.Context{first, second} {
+		path := []string{"/tab-one", "/tab-two"}[i]
+		if err := chromedp.Run(tab,
+			chromedp.Navigate(s.URL+path),
+			chromedp.WaitVisible("#provider-corp", chromedp.ByID),
+			chromedp.Click("#provider-corp", chromedp.ByID),
+			chromedp.WaitVisible("#username", chromedp.ByID),
+		); err != nil {
+			t.Fatalf("tab %d: %v", i+1, err)
+		}
+	}
+	for i, tab := range []context.Context{first, second} {
+		if err := chromedp.Run(tab,
+			chromedp.SendKeys("#username", alice.Email, chromedp.ByID),
+			chromedp.SendKeys("#password", alice.Password, chromedp.ByID),
+			chromedp.Click("#login", chromedp.ByID),
+		); err != nil {
+			t.Fatalf("tab %d: %v", i+1, err)
+		}
+		if got := text(t, tab, "#x-forwarded-user"); got != "alice" {
+			t.Fatalf("tab %d: X-Forwarded-User = %q", i+1, got)
+		}
+		want := []string{"/tab-one", "/tab-two"}[i]
+		if loc := location(t, tab); !strings.HasSuffix(loc, want) {
+			t.Fatalf("tab %d landed on %s, want %s", i+1, loc, want)
+		}
+	}
+}
