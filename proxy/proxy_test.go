@@ -38,7 +38,7 @@ type fixtureOpts struct {
 	upstream      http.Handler
 }
 
-func newFixture(t *testing.T, o fixtureOpts) *fixture {
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	f := &fixture{seen: make(chan *http.Request, 10)}
 	up := o.upstream
@@ -78,7 +78,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	return f
 }
 
-func (f *fixture) signIn(t *testing.T, id identity.Identity) *http.Cookie {
+func (f *fixture) signIn(t testing.TB, id identity.Identity) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	if _, err := f.sessions.Create(context.Background(), rec, id, &session.ProviderToken{AccessToken: "at"}); err != nil {
