@@ -237,10 +237,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ar, problem := p.check(q)
 	if problem != "" {
-		p.page(w, http.StatusBadRequest, ar, q.Get("response_type"), q.Get("code_challenge_method"), problem)
+		p.page(w, http.StatusBadRequest, ar, problem)
 		return
 	}
-	p.page(w, http.StatusOK, ar, "code", "S256", "")
+	p.page(w, http.StatusOK, ar, "")
 }
 
 func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
@@ -251,12 +251,12 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	ar, problem := p.check(f)
 	if problem != "" {
-		p.page(w, http.StatusBadRequest, ar, f.Get("response_type"), f.Get("code_challenge_method"), problem)
+		p.page(w, http.StatusBadRequest, ar, problem)
 		return
 	}
 	user, ok := p.authenticate(f.Get("username"), f.Get("password"))
 	if !ok {
-		p.page(w, http.StatusUnauthorized, ar, "code", "S256", "Invalid username or password")
+		p.page(w, http.StatusUnauthorized, ar, badLogin)
 		return
 	}
 	code := randomString()
@@ -439,8 +439,12 @@ button{width:100%;margin-top:1rem;padding:.7rem;border:0;border-radius:8px;backg
 {{end}}
 </form></body></html>`))
 
-func (p *Provider) page(w http.ResponseWriter, status int, ar authRequest, responseType, method, problem string) {
-	usable := problem == "" || problem == "Invalid username or password"
+const badLogin = "Invalid username or password"
+
+// page shows the login form; for a malformed request it shows only the
+// problem, since the form would post it back to the same broken place.
+func (p *Provider) page(w http.ResponseWriter, status int, ar authRequest, problem string) {
+	usable := problem == "" || problem == badLogin
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
