@@ -43,7 +43,17 @@ type stateCookies struct {
 
 func newStateCookies(secret, cookieName, callbackPath string, secure bool, now func() time.Time) *stateCookies {
 	key := sha256.Sum256([]byte("gatehouse login state v1\x00" + secret))
-	return &stateCookies{key: key, namePrefix: cookieName + "_state_", path: callbackPath, secure: secure, now: now}
+	return &stateCookies{key: key, namePrefix: StateCookiePrefix(cookieName), path: callbackPath, secure: secure, now: now}
+}
+
+// StateCookiePrefix is how sign-in state cookies are named for a session
+// cookie name. A __Host- session cookie must have Path=/, which state
+// cookies (scoped to the callback path) cannot; they become __Secure-.
+func StateCookiePrefix(cookieName string) string {
+	if rest, ok := strings.CutPrefix(cookieName, "__Host-"); ok {
+		return "__Secure-" + rest + "_state_"
+	}
+	return cookieName + "_state_"
 }
 
 func randomToken(n int) string {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/identity"
 )
 
@@ -86,6 +87,7 @@ func sanitizeHeaderValue(v string) string {
 // stripCookie removes Gatehouse's own cookies from the Cookie header so
 // the upstream never sees a session ticket it could replay.
 func stripCookie(hdr http.Header, cookieName string) {
+	statePrefix := authn.StateCookiePrefix(cookieName)
 	lines := hdr.Values("Cookie")
 	if len(lines) == 0 {
 		return
@@ -94,7 +96,7 @@ func stripCookie(hdr http.Header, cookieName string) {
 	for _, line := range lines {
 		for _, part := range strings.Split(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if name == cookieName || strings.HasPrefix(name, cookieName+"_state_") {
+			if name == cookieName || strings.HasPrefix(name, statePrefix) {
 				continue
 			}
 			if p := strings.TrimSpace(part); p != "" {

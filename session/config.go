@@ -40,6 +40,14 @@ func (c *Config) Validate() confcheck.Problems {
 	if c.CookieName == "" || strings.ContainsAny(c.CookieName, "()<>@,;:\\\"/[]?={} \t") {
 		ps.Addf("cookie_name", "%q is not a valid cookie name", c.CookieName)
 	}
+	// Browsers drop cookies whose prefix promises what the attributes do
+	// not keep; say so at start instead of failing every sign-in.
+	if strings.HasPrefix(c.CookieName, "__Host-") && (!c.CookieSecure || c.CookieDomain != "") {
+		ps.Addf("cookie_name", "a __Host- cookie needs cookie_secure: true and no cookie_domain")
+	}
+	if strings.HasPrefix(c.CookieName, "__Secure-") && !c.CookieSecure {
+		ps.Addf("cookie_name", "a __Secure- cookie needs cookie_secure: true")
+	}
 	if strings.ContainsAny(c.CookieDomain, " ;,/") {
 		ps.Addf("cookie_domain", "%q is not a domain", c.CookieDomain)
 	}

@@ -267,6 +267,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad samesite", func(c *Config) { c.CookieSameSite = "loose" }, "cookie_samesite"},
 		{"none without secure", func(c *Config) { c.CookieSameSite = "none"; c.CookieSecure = false }, "cookie_samesite"},
 		{"bad cookie name", func(c *Config) { c.CookieName = "a;b" }, "cookie_name"},
+		{"__Host- with a domain", func(c *Config) { c.CookieName = "__Host-gh"; c.CookieDomain = "example.com" }, "cookie_name"},
+		{"__Secure- without secure", func(c *Config) { c.CookieName = "__Secure-gh"; c.CookieSecure = false }, "cookie_name"},
 		{"zero lifetime", func(c *Config) { c.Lifetime = 0 }, "lifetime"},
 		{"bad store", func(c *Config) { c.Store.Type = "redis" }, "store.type"},
 	}
