@@ -95,7 +95,10 @@ func stripCookie(hdr http.Header, cookieName string) {
 	var kept []string
 	for _, line := range lines {
 		for _, part := range strings.Split(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			name, _, _ := strings.Cut(part, "=")
+			// Compare the name as cookie parsers read it, spaces trimmed,
+			// so " _gatehouse =x" cannot slip a ticket to the upstream.
+			name = strings.TrimSpace(name)
 			if name == cookieName || strings.HasPrefix(name, statePrefix) {
 				continue
 			}
