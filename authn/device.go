@@ -573,23 +573,3 @@ func (d *Device) Metadata(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":                   []string{},
 	})
 }
-
-// Revoke serves POST revoke (RFC 7009): the token ends; unknown tokens
-// get 200 too, so the endpoint tells nothing about which tokens exist.
-func (d *Device) Revoke(w http.ResponseWriter, r *http.Request) {
-	if !parseForm(w, r) {
-		return
-	}
-	raw := r.PostForm.Get("token")
-	if raw == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
-		return
-	}
-	if err := d.tokens.Revoke(r.Context(), raw); err != nil {
-		d.storeFailed(w, err)
-		return
-	}
-	d.log.Info("token revoked", "event", "token_revoke")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-}

@@ -65,7 +65,7 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	mux.HandleFunc("POST /oauth2/token", dev.Token)
 	mux.HandleFunc("GET /oauth2/device", dev.Page)
 	mux.HandleFunc("POST /oauth2/device", dev.Page)
-	mux.HandleFunc("POST /oauth2/revoke", dev.Revoke)
+	mux.HandleFunc("POST /oauth2/revoke", Revoke(toks, log))
 	return &deviceFixture{dev: dev, toks: toks, clk: clk, cookie: rec.Result().Cookies()[0], mux: mux}
 }
 

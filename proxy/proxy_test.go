@@ -409,6 +409,20 @@ func TestOwnEndpoints(t *testing.T) {
 	}
 }
 
+func TestWrongMethodAndDisabledDeviceFlow(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	rec := f.do(httptest.NewRequest(http.MethodPut, "/oauth2/sign_in", nil))
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") == "" {
+		t.Errorf("PUT sign_in = %d, want 405 with Allow", rec.Code)
+	}
+	for path, want := range map[string]string{"/oauth2/token": "unsupported_grant_type", "/oauth2/device/code": "unauthorized_client"} {
+		rec := f.do(httptest.NewRequest(http.MethodPost, path, strings.NewReader("grant_type=x")))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), want) || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s with the device flow off = %d %s", path, rec.Code, rec.Body)
+		}
+	}
+}
+
 func TestSignInRedirectKeepsOnlySafeRD(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	r := httptest.NewRequest(http.MethodGet, "/oauth2/start?provider=corp&rd="+url.QueryEscape("https://evil.example/"), nil)

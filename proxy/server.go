@@ -75,12 +75,17 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
+	if o.Tokens != nil {
+		mux.HandleFunc("POST "+p+"/revoke", authn.Revoke(o.Tokens, o.Logger))
+	}
 	if d := o.Device; d != nil {
 		mux.HandleFunc("POST "+p+"/device/code", d.Code)
 		mux.HandleFunc("GET "+p+"/device", d.Page)
 		mux.HandleFunc("POST "+p+"/device", d.Page)
 		mux.HandleFunc("POST "+p+"/token", d.Token)
-		mux.HandleFunc("POST "+p+"/revoke", d.Revoke)
+	} else {
+		mux.HandleFunc("POST "+p+"/device/code", authn.DeviceFlowDisabled)
+		mux.HandleFunc("POST "+p+"/token", authn.DeviceFlowDisabled)
 	}
 	h.mux = mux
 	return h
@@ -119,6 +124,15 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 	r2.URL.Path, r2.URL.RawPath = clean, ""
 	handler, pattern := h.mux.Handler(r2)
 	noteHandler(r.Context(), handlerName(pattern, h.prefix))
+	if pattern == "" && h.otherMethodServes(r2) {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		if pages.WantsJSON(r) {
+			pages.JSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+			return
+		}
+		h.o.Pages.Error(w, http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.", "")
+		return
+	}
 	if pattern == "" {
 		if pages.WantsJSON(r) {
 			pages.JSONError(w, http.StatusNotFound, "not_found", "no such endpoint")
@@ -128,6 +142,19 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 		return
 	}
 	handler.ServeHTTP(w, r2)
+}
+
+// otherMethodServes reports whether the path exists for GET or POST, so
+// a wrong method gets 405 rather than 404.
+func (h *Handler) otherMethodServes(r *http.Request) bool {
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // handlerName turns a mux pattern such as "GET /oauth2/callback/corp"
