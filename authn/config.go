@@ -137,6 +137,9 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		if name == "github" || name == "gitlab" {
 			ps.Addf(key, "%q is reserved; use auth.%s", name, name)
 		}
+		if name == "static" {
+			ps.Addf(key, "%q is reserved for static machine tokens", name)
+		}
 		var sub confcheck.Problems
 		p.ClientSecret = confcheck.Secret(&sub, "client_secret", p.ClientSecret, p.ClientSecretFile)
 		p.ClientSecretFile = ""

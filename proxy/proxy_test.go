@@ -264,6 +264,18 @@ func TestUserWhoNoLongerPassesFiltersIsDenied(t *testing.T) {
 	f.upstreamNotCalled(t)
 }
 
+func TestSessionNamingStaticProviderGetsNoBypass(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	id := aliceID
+	id.Provider, id.Email = "static", "eve@other.test" // not a configured provider
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(f.signIn(t, id))
+	if rec := f.do(r); rec.Code != http.StatusForbidden {
+		t.Fatalf("code = %d, want 403", rec.Code)
+	}
+	f.upstreamNotCalled(t)
+}
+
 func TestForwardedHeadersTrustedOnlyFromTrustedProxies(t *testing.T) {
 	for _, tt := range []struct {
 		name      string

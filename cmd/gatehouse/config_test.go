@@ -217,7 +217,7 @@ func TestNoFilterIsAnError(t *testing.T) {
 }
 
 func TestProviderNames(t *testing.T) {
-	for _, name := range []string{"GITHUB", "GITLAB"} {
+	for _, name := range []string{"GITHUB", "GITLAB", "STATIC"} {
 		env := append(minimalEnv(), "GATEHOUSE_AUTH_OIDC_"+name+"_ISSUER_URL=https://x.example", "GATEHOUSE_AUTH_OIDC_"+name+"_CLIENT_ID=x")
 		if _, err := loadConfig("", env); err == nil || !strings.Contains(err.Error(), "reserved") {
 			t.Errorf("%s: err = %v, want reserved", name, err)
