@@ -112,3 +112,27 @@ func stripCookie(hdr http.Header, cookieName string) {
 		hdr.Set("Cookie", strings.Join(kept, "; "))
 	}
 }
+
+// stripSetCookie drops Set-Cookie headers from the upstream that would set
+// Gatehouse's own cookies: the upstream must not be able to plant or
+// replace a session in the browser.
+func stripSetCookie(hdr http.Header, cookieName string) {
+	lines := hdr.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	statePrefix := authn.StateCookiePrefix(cookieName)
+	var kept []string
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, "=")
+		name = strings.TrimSpace(name)
+		if name == cookieName || strings.HasPrefix(name, statePrefix) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	hdr["Set-Cookie"] = kept
+	if len(kept) == 0 {
+		hdr.Del("Set-Cookie")
+	}
+}

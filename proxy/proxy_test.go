@@ -469,6 +469,21 @@ func TestCleanPath(t *testing.T) {
 	}
 }
 
+func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
+	f := newFixture(t, fixtureOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "_gatehouse=planted; Path=/")
+		w.Header().Add("Set-Cookie", "_gatehouse_state_abcdefghijkl=x; Path=/")
+		w.Header().Add("Set-Cookie", "app=1; Path=/")
+	})})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(f.signIn(t, aliceID))
+	rec := f.do(r)
+	got := rec.Header().Values("Set-Cookie")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "app=1") {
+		t.Fatalf("Set-Cookie passed to the browser: %q", got)
+	}
+}
+
 func TestStripCookie(t *testing.T) {
 	h := http.Header{"Cookie": {"a=1; _gatehouse=secret; _gatehouse_state_abc=x", "b=2"}}
 	stripCookie(h, "_gatehouse")

@@ -57,7 +57,11 @@ func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, 
 		ExpectContinueTimeout: time.Second,
 	}
 	u.rp = &httputil.ReverseProxy{
-		Rewrite:      u.rewrite,
+		Rewrite: u.rewrite,
+		ModifyResponse: func(resp *http.Response) error {
+			stripSetCookie(resp.Header, cookie)
+			return nil
+		},
 		Transport:    timedTransport{rt: transport, m: m},
 		ErrorHandler: u.errorHandler,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
