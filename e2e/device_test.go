@@ -119,6 +119,11 @@ func TestDeviceFlowWithOAuth2ClientAndBrowserApproval(t *testing.T) {
 		t.Fatal("the bearer token was forwarded upstream")
 	}
 	verifyAssertion(t, s, e.Headers["X-Gatehouse-Assertion"][0])
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/oauth2/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 200 || !strings.Contains(readBody(t, r), "alice@example.com") {
+		t.Fatalf("userinfo with the token: %v", err)
+	}
 
 	if code, _ := bearerGet(t, http.MethodPost, s.URL+"/reports", tok.AccessToken); code != http.StatusForbidden {
 		t.Fatalf("POST outside the read scope: %d, want 403", code)

@@ -373,21 +373,23 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request) {
 
 // userinfo serves GET /oauth2/userinfo.
 func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
-	s, err := h.o.Sessions.Load(r.Context(), r)
-	if err != nil {
-		if errors.Is(err, session.ErrNoSession) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
-			pages.JSONError(w, http.StatusUnauthorized, "unauthorized", "authentication required")
-			return
-		}
-		h.unavailable(w, r)
+	// The same checks as any request (session or bearer token, filters,
+	// revalidation), answered in JSON; no route policy applies here.
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept", "application/json")
+	f, ok := h.authorize(w, r, "", "")
+	if !ok {
 		return
 	}
-	id := s.Identity
+	id := f.identity
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"user": id.User, "email": id.Email, "email_verified": id.EmailVerified,
 		"preferred_username": id.PreferredUsername, "name": id.Name,
-		"groups": id.Groups, "provider": id.Provider,
+		"groups": groups, "provider": id.Provider,
 	})
 }
 
