@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"github.com/gatehouse/gatehouse/assertion"
 	"net/netip"
@@ -65,6 +66,10 @@ func (c *ServerConfig) Validate() (*url.URL, []netip.Prefix, confcheck.Problems)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		ps.Addf("tls_cert_file", "tls_cert_file and tls_key_file must be set together")
+	} else if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			ps.Addf("tls_cert_file", "cannot load the certificate and key: %v", err)
+		}
 	}
 	nets, bad := ParseCIDRs(c.TrustedProxies)
 	for _, b := range bad {

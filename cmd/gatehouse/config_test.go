@@ -303,3 +303,15 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSFilesAreCheckedAtStart(t *testing.T) {
+	env := append(minimalEnv(), "GATEHOUSE_SERVER_TLS_CERT_FILE=/nonexistent/cert.pem", "GATEHOUSE_SERVER_TLS_KEY_FILE=/nonexistent/key.pem")
+	_, err := loadConfig("", env)
+	if err == nil || !strings.Contains(err.Error(), "server.tls_cert_file (GATEHOUSE_SERVER_TLS_CERT_FILE): cannot load") {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = loadConfig("", append(minimalEnv(), "GATEHOUSE_SERVER_TLS_CERT_FILE=/x.pem"))
+	if err == nil || !strings.Contains(err.Error(), "must be set together") {
+		t.Fatalf("err = %v", err)
+	}
+}
