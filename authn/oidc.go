@@ -274,7 +274,10 @@ func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (iden
 			sub = idt.Subject
 		}
 	}
-	if d.provider.UserInfoEndpoint() != "" && (sub == "" || p.opts.groupsFromUserInfo) {
+	// As at sign-in: userinfo fills what the ID token lacks (many providers
+	// put the e-mail only in the first ID token, not in refreshed ones).
+	_, hasEmail := claims["email"]
+	if d.provider.UserInfoEndpoint() != "" && (sub == "" || !hasEmail || p.opts.groupsFromUserInfo) {
 		more, err := p.userInfo(ctx, d, fresh.AccessToken)
 		if err != nil {
 			return none, nil, err
