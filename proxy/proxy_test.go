@@ -421,6 +421,39 @@ func TestOwnEndpoints(t *testing.T) {
 	}
 }
 
+func TestForwardAuthOriginalRouteOnlyFromTrustedProxies(t *testing.T) {
+	policies := []filters.PolicyConfig{{Path: "^/admin(/|$)", AllowedGroups: []string{"admins"}}}
+	trusted := newFixture(t, fixtureOpts{trusted: []string{"192.0.2.0/24"}, policies: policies})
+	untrusted := newFixture(t, fixtureOpts{policies: policies})
+	for _, tt := range []struct {
+		name   string
+		f      *fixture
+		method string
+		target string
+		hdr    map[string]string
+		want   int
+	}{
+		{"nginx style, allowed route", trusted, "GET", "/oauth2/auth", map[string]string{"X-Original-URL": "https://dash.example.com/app"}, 202},
+		{"nginx style, admin route", trusted, "GET", "/oauth2/auth", map[string]string{"X-Original-URL": "https://dash.example.com/x/../admin"}, 403},
+		{"traefik style", trusted, "GET", "/oauth2/auth", map[string]string{"X-Forwarded-Uri": "/admin", "X-Forwarded-Method": "POST"}, 403},
+		{"envoy style, allowed", trusted, "POST", "/oauth2/auth/app/save", nil, 202},
+		{"envoy style, admin", trusted, "DELETE", "/oauth2/auth/admin/users", nil, 403},
+		{"untrusted peer's URL is ignored: unknown route with policies", untrusted, "GET", "/oauth2/auth", map[string]string{"X-Original-URL": "https://dash.example.com/app"}, 403},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, tt.target, nil)
+			r.RemoteAddr = "192.0.2.10:1234"
+			for k, v := range tt.hdr {
+				r.Header.Set(k, v)
+			}
+			r.AddCookie(tt.f.signIn(t, aliceID))
+			if rec := tt.f.do(r); rec.Code != tt.want {
+				t.Fatalf("code = %d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+		})
+	}
+}
+
 func TestWrongMethodAndDisabledDeviceFlow(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	rec := f.do(httptest.NewRequest(http.MethodPut, "/oauth2/sign_in", nil))

@@ -74,6 +74,9 @@ func New(o Options) *Handler {
 	mux.HandleFunc("POST "+p+"/sign_out", o.Login.SignOut)
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
+	// Envoy's HTTP ext_authz appends the original path to the check URL
+	// and keeps the original method.
+	mux.HandleFunc(p+"/auth/", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
 	if o.Tokens != nil {
 		mux.HandleFunc("POST "+p+"/revoke", authn.Revoke(o.Tokens, o.Logger))
@@ -438,6 +441,9 @@ func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) originalRequest(r *http.Request) (method, path string, ok bool) {
 	if !h.trusted.trusts(r) {
 		return "", "", false
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, h.prefix+"/auth/"); ok {
+		return r.Method, CleanPath(&http.Request{URL: &url.URL{Path: "/" + rest}}), true
 	}
 	raw := r.Header.Get("X-Original-URL")
 	if raw == "" {
