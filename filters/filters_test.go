@@ -34,6 +34,11 @@ func TestRuleEmailAndDomain(t *testing.T) {
 		{"empty local part", verified("@example.com"), KindEmail},
 		{"unverified never matches", identity.Identity{Email: "alice@example.com"}, KindUnverified},
 		{"no e-mail", identity.Identity{EmailVerified: true}, KindEmail},
+		{"trailing dot is another name", verified("a@example.com."), KindEmail},
+		{"domain as a subdomain's label", verified("a@example.com.evil.test"), KindEmail},
+		{"address list is exact, not a suffix", verified("xpartner@other.net"), KindEmail},
+		{"address list is case-insensitive", verified("PARTNER@OTHER.NET"), ""},
+		{"unverified listed address", identity.Identity{Email: "partner@other.net"}, KindUnverified},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,24 +234,323 @@ func TestCompilePoliciesProblems(t *testing.T) {
 	}
 }
 
+// FuzzDomainAndEmail checks the address filters against any string: an
+// address without exactly one '@' (with something on both sides) never
+// passes a domain or address rule, a passing address is at an allowed
+// domain, an unverified address never passes, and nothing panics.
 func FuzzDomainAndEmail(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "a@evil.com@example.com", "@example.com", "example.com", "a@sub.example.com", "A@EXAMPLE.COM", "a@.example.com", ""} {
 		f.Add(s)
 	}
 	rule := NewRule(Lists{Domains: []string{"example.com", ".corp.example.com"}})
+	wildcard := NewRule(Lists{Domains: []string{"*"}})
+	listed := NewRule(Lists{Emails: []string{"alice@example.com"}})
 	f.Fuzz(func(t *testing.T, email string) {
-		d := rule.Check(identity.Identity{Email: email, EmailVerified: true})
-		if d.Allowed {
-			if strings.Count(email, "@") != 1 {
-				t.Fatalf("%q passed without exactly one @", email)
+		verified := identity.Identity{Email: email, EmailVerified: true}
+		oneAt := strings.Count(email, "@") == 1 && !strings.HasPrefix(email, "@") && !strings.HasSuffix(email, "@")
+		for name, r := range map[string]Rule{"domains": rule, "wildcard": wildcard, "address": listed} {
+			if r.Check(verified).Allowed && !oneAt {
+				t.Fatalf("%s rule passed %q, which is not one local part, one '@', one domain", name, email)
 			}
+			if r.Check(identity.Identity{Email: email}).Allowed {
+				t.Fatalf("%s rule passed unverified %q", name, email)
+			}
+		}
+		if rule.Check(verified).Allowed {
 			domain := strings.ToLower(email[strings.Index(email, "@")+1:])
 			if domain != "example.com" && !strings.HasSuffix(domain, ".corp.example.com") {
 				t.Fatalf("%q passed with domain %q", email, domain)
 			}
 		}
-		if rule.Check(identity.Identity{Email: email}).Allowed {
-			t.Fatalf("unverified %q passed", email)
+		// (Non-ASCII case folding is pinned by TestNonASCIIDoesNotFoldIntoAnAllowedName.)
+		if listed.Check(verified).Allowed && strings.ToLower(email) != "alice@example.com" {
+			t.Fatalf("%q passed the address list", email)
 		}
 	})
+}
+
+func TestDomainPatterns(t *testing.T) {
+	tests := []struct {
+		pattern, email string
+		want           bool
+	}{
+		{"example.com", "a@example.com", true},
+		{"example.com", "a@EXAMPLE.com", true},
+		{"EXAMPLE.COM", "a@example.com", true},
+		{"example.com", "a@sub.example.com", false},
+		{"example.com", "a@badexample.com", false},
+		{".example.com", "a@sub.example.com", true},
+		{".example.com", "a@a.b.example.com", true},
+		{".example.com", "a@SUB.Example.COM", true},
+		{".example.com", "a@example.com", false},    // the apex is not a subdomain
+		{".example.com", "a@badexample.com", false}, // no dot before "example.com"
+		{".example.com", "a@.example.com", false},   // empty label
+		{".example.com", "a@sub.example.com.evil.test", false},
+		{"*", "a@anything.test", true},
+		{"*", "a@evil.com@example.com", false},
+		{"*", "no-at-sign", false},
+		{"*", "a@", false},
+		{"*", "@example.com", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+" "+tt.email, func(t *testing.T) {
+			rule := NewRule(Lists{Domains: []string{tt.pattern}})
+			if got := rule.Check(verified(tt.email)).Allowed; got != tt.want {
+				t.Fatalf("allowed = %v, want %v", got, tt.want)
+			}
+			if rule.Check(identity.Identity{Email: tt.email}).Allowed {
+				t.Fatal("an unverified address passed")
+			}
+		})
+	}
+}
+
+func TestRuleAddressWithTwoAtSignsNeverMatches(t *testing.T) {
+	// Whichever '@' a lenient parser picks, this address must not be
+	// taken as belonging to either domain or listed address.
+	rule := NewRule(Lists{Domains: []string{"example.com", "evil.com", "*"}, Emails: []string{"a@evil.com@example.com", "a@evil.com"}})
+	for _, email := range []string{"a@evil.com@example.com", "a@@example.com", "a@example.com@", "@a@example.com"} {
+		if d := rule.Check(verified(email)); d.Allowed || d.Kind != KindEmail {
+			t.Errorf("Check(%q) = %+v, want a denial of kind email", email, d)
+		}
+	}
+}
+
+func TestRuleOrWithinAListAndOrAcrossAddressKinds(t *testing.T) {
+	tests := []struct {
+		name  string
+		lists Lists
+		id    identity.Identity
+		want  bool
+	}{
+		{"second domain of the list", Lists{Domains: []string{"a.test", "b.test"}}, verified("x@b.test"), true},
+		{"listed address outside the domains", Lists{Domains: []string{"a.test"}, Emails: []string{"guest@c.test"}}, verified("guest@c.test"), true},
+		{"domain match with an address list", Lists{Domains: []string{"a.test"}, Emails: []string{"guest@c.test"}}, verified("x@a.test"), true},
+		{"neither", Lists{Domains: []string{"a.test"}, Emails: []string{"guest@c.test"}}, verified("x@c.test"), false},
+		{"second organization", Lists{Organizations: []string{"one", "Two"}}, identity.Identity{Organizations: []string{"zero", "two"}}, true},
+		{"second team", Lists{Teams: []string{"acme/a", "acme/b"}}, identity.Identity{Teams: []string{"ACME/B"}}, true},
+		{"second user", Lists{Users: []string{"alice", "Bob"}}, identity.Identity{Login: "BOB"}, true},
+		{"empty login never matches", Lists{Users: []string{"alice"}}, identity.Identity{}, false},
+		{"second group", Lists{Groups: []string{"ops", "dev"}}, identity.Identity{Groups: []string{"dev"}}, true},
+		// AND across kinds: a group match does not make up for the e-mail.
+		{"group but wrong domain", Lists{Domains: []string{"a.test"}, Groups: []string{"ops"}}, identity.Identity{Email: "x@b.test", EmailVerified: true, Groups: []string{"ops"}}, false},
+		{"domain but no group", Lists{Domains: []string{"a.test"}, Groups: []string{"ops"}}, identity.Identity{Email: "x@a.test", EmailVerified: true}, false},
+		{"domain and group", Lists{Domains: []string{"a.test"}, Groups: []string{"ops"}}, identity.Identity{Email: "x@a.test", EmailVerified: true, Groups: []string{"ops"}}, true},
+		{"org but not user", Lists{Organizations: []string{"acme"}, Users: []string{"alice"}}, identity.Identity{Organizations: []string{"acme"}, Login: "bob"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NewRule(tt.lists).Check(tt.id).Allowed; got != tt.want {
+				t.Fatalf("allowed = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRuleUnverifiedAddressNeverMatches(t *testing.T) {
+	unverified := identity.Identity{Email: "alice@example.com", Organizations: []string{"acme"}}
+	for name, lists := range map[string]Lists{
+		"domain":          {Domains: []string{"example.com"}},
+		"wildcard domain": {Domains: []string{"*"}},
+		"address":         {Emails: []string{"alice@example.com"}},
+		"address and org": {Emails: []string{"alice@example.com"}, Organizations: []string{"acme"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if d := NewRule(lists).Check(unverified); d.Allowed || d.Kind != KindUnverified {
+				t.Fatalf("got %+v, want a denial of kind %q", d, KindUnverified)
+			}
+		})
+	}
+	// Without an address filter, verification does not matter.
+	if !NewRule(Lists{Organizations: []string{"acme"}}).Check(unverified).Allowed {
+		t.Fatal("an organization-only rule looked at the e-mail")
+	}
+}
+
+func TestEveryDenialHasAMessageWithoutConfiguration(t *testing.T) {
+	configured := []string{"secret-corp.example", "boss@secret-corp.example", "hidden-org", "hidden-org/red-team", "octo-admin", "g-admins"}
+	rule := NewRule(Lists{
+		Domains: configured[:1], Emails: configured[1:2], Organizations: configured[2:3],
+		Teams: configured[3:4], Users: configured[4:5], Groups: configured[5:],
+	})
+	pass := identity.Identity{Email: "a@secret-corp.example", EmailVerified: true, Organizations: []string{"hidden-org"},
+		Teams: []string{"hidden-org/red-team"}, Login: "octo-admin", Groups: []string{"g-admins"}}
+	if !rule.Check(pass).Allowed {
+		t.Fatal("the passing identity was denied")
+	}
+	for want, mutate := range map[Kind]func(*identity.Identity){
+		KindUnverified:   func(id *identity.Identity) { id.EmailVerified = false },
+		KindEmail:        func(id *identity.Identity) { id.Email = "a@other.test" },
+		KindOrganization: func(id *identity.Identity) { id.Organizations = []string{"other"} },
+		KindTeam:         func(id *identity.Identity) { id.Teams = nil },
+		KindUser:         func(id *identity.Identity) { id.Login = "someone" },
+		KindGroup:        func(id *identity.Identity) { id.Groups = []string{"g-users"} },
+	} {
+		t.Run(string(want), func(t *testing.T) {
+			id := pass
+			mutate(&id)
+			d := rule.Check(id)
+			if d.Allowed || d.Kind != want {
+				t.Fatalf("got %+v, want a denial of kind %q", d, want)
+			}
+			msg := d.Message()
+			if msg == "" {
+				t.Fatal("empty message")
+			}
+			for _, c := range configured {
+				if strings.Contains(strings.ToLower(msg), strings.ToLower(c)) {
+					t.Fatalf("message %q reveals the configured %q", msg, c)
+				}
+			}
+		})
+	}
+	if msg := (Decision{Kind: KindRevoked}).Message(); msg == "" {
+		t.Error("revoked has no message")
+	}
+}
+
+func TestConfigValidateDomainsAndEmails(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		problem string // key of the one expected problem; "" for none
+	}{
+		{"plain domain", Config{AllowedDomains: []string{"example.com"}}, ""},
+		{"subdomains", Config{AllowedDomains: []string{".example.com"}}, ""},
+		{"wildcard", Config{AllowedDomains: []string{"*"}}, ""},
+		{"upper case", Config{AllowedDomains: []string{"Example.COM"}}, ""},
+		{"glob form", Config{AllowedDomains: []string{"*.example.com"}}, "allowed_domains"},
+		{"lone dot", Config{AllowedDomains: []string{"."}}, "allowed_domains"},
+		{"empty", Config{AllowedDomains: []string{""}}, "allowed_domains"},
+		{"trailing dot", Config{AllowedDomains: []string{"example.com."}}, "allowed_domains"},
+		{"space inside", Config{AllowedDomains: []string{"exa mple.com"}}, "allowed_domains"},
+		{"with port", Config{AllowedDomains: []string{"example.com:443"}}, "allowed_domains"},
+		{"an address", Config{AllowedDomains: []string{"a@example.com"}}, "allowed_domains"},
+		{"good address", Config{AllowedEmails: []string{"a@example.com"}}, ""},
+		{"no local part", Config{AllowedEmails: []string{"@example.com"}}, "allowed_emails"},
+		{"no domain", Config{AllowedEmails: []string{"a@"}}, "allowed_emails"},
+		{"two @", Config{AllowedEmails: []string{"a@evil.com@example.com"}}, "allowed_emails"},
+		{"space", Config{AllowedEmails: []string{"a b@example.com"}}, "allowed_emails"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ps := tt.cfg.Validate()
+			if tt.problem == "" {
+				if len(ps) != 0 {
+					t.Fatalf("problems = %v, want none", ps)
+				}
+				return
+			}
+			if len(ps) != 1 || ps[0].Key != tt.problem {
+				t.Fatalf("problems = %v, want one on %s", ps, tt.problem)
+			}
+		})
+	}
+}
+
+func TestReadEmailsFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    []string
+		errLine string // "" for no error
+	}{
+		{"comments and blank lines", "# staff\n\nalice@example.com\n   \n  # indented comment\n\tbob@example.com  \n", []string{"alice@example.com", "bob@example.com"}, ""},
+		{"windows line endings", "alice@example.com\r\nbob@example.com\r\n", []string{"alice@example.com", "bob@example.com"}, ""},
+		{"no final newline", "alice@example.com", []string{"alice@example.com"}, ""},
+		{"only comments", "# nobody yet\n", nil, ""},
+		{"malformed line counted past comments", "# staff\n\nalice@example.com\n# more\nbob@@example.com\n", nil, "line 5"},
+		{"two addresses on a line", "alice@example.com bob@example.com\n", nil, "line 1"},
+		{"no @", "alice@example.com\nbob\n", nil, "line 2"},
+		{"trailing comment on a line", "alice@example.com # admin\n", nil, "line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "emails.txt")
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadEmailsFile(path)
+			if tt.errLine != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errLine+":") {
+					t.Fatalf("err = %v, want one naming %s", err, tt.errLine)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("addresses = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAddressesFromFileFilter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "emails.txt")
+	if err := os.WriteFile(path, []byte("# contractors\nBob@Partner.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lists, ps := Config{AllowedDomains: []string{"example.com"}, AllowedEmails: []string{"carol@other.test"}, AllowedEmailsFile: path}.Validate()
+	if len(ps) != 0 {
+		t.Fatal(ps)
+	}
+	rule := NewRule(lists)
+	for email, want := range map[string]bool{
+		"alice@example.com": true, "bob@partner.test": true, "carol@other.test": true, "eve@partner.test": false,
+	} {
+		if got := rule.Check(verified(email)).Allowed; got != want {
+			t.Errorf("%s: allowed = %v, want %v", email, got, want)
+		}
+	}
+}
+
+func TestCompilePoliciesAcceptsMethodsInAnyCase(t *testing.T) {
+	ps, problems := CompilePolicies([]PolicyConfig{{Path: "^/deploy", Methods: []string{" post ", "Put"}, AllowedGroups: []string{"ops"}}})
+	if len(problems) != 0 {
+		t.Fatal(problems)
+	}
+	dev := identity.Identity{Groups: []string{"dev"}}
+	for method, want := range map[string]bool{"POST": false, "PUT": false, "GET": true} {
+		if got := ps.Check(method, "/deploy", dev).Allowed; got != want {
+			t.Errorf("%s /deploy: allowed = %v, want %v", method, got, want)
+		}
+	}
+	if len(Policies(nil)) != 0 || !Policies(nil).Check("GET", "/admin", identity.Identity{}).Allowed {
+		t.Error("no policies must allow every route")
+	}
+}
+
+// TestNonASCIIDoesNotFoldIntoAnAllowedName: "İbm.com" (with U+0130, an
+// internationalized domain of its own, xn--...) is not "ibm.com", and
+// "alİce" is not "alice". Lower-casing with Unicode rules maps U+0130 to a
+// plain 'i', so an address at a look-alike domain someone else can
+// register would pass a domain filter.
+func TestNonASCIIDoesNotFoldIntoAnAllowedName(t *testing.T) {
+	t.Skip("BUG: filters.Rule.emailAllowed lower-cases with strings.ToLower, which maps U+0130 to 'i' (see report)")
+	rule := NewRule(Lists{Domains: []string{"ibm.com", ".wiki.org"}, Emails: []string{"alice@partner.test"}})
+	for _, email := range []string{"a@\u0130bm.com", "a@x.w\u0130ki.org", "al\u0130ce@partner.test"} {
+		if rule.Check(verified(email)).Allowed {
+			t.Errorf("%q passed a filter for a different, ASCII name", email)
+		}
+	}
+}
+
+// TestEmailsFileWithByteOrderMark: editors on Windows save UTF-8 with a
+// byte order mark; the first address must still count (or be an error
+// naming line 1), never be silently dropped.
+func TestEmailsFileWithByteOrderMark(t *testing.T) {
+	t.Skip("BUG: filters.ReadEmailsFile keeps a leading U+FEFF in the first address, which then never matches (see report)")
+	path := filepath.Join(t.TempDir(), "emails.txt")
+	if err := os.WriteFile(path, []byte("\ufeffalice@example.com\nbob@example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lists, ps := Config{AllowedEmailsFile: path}.Validate()
+	if len(ps) == 1 && strings.Contains(ps[0].Message, "line 1") {
+		return // refusing the file is fine too
+	}
+	if len(ps) != 0 || !NewRule(lists).Check(verified("alice@example.com")).Allowed {
+		t.Fatalf("the first address of a file with a BOM was dropped: lists %q, problems %v", lists.Emails, ps)
+	}
 }

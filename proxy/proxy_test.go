@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +39,7 @@ type fixtureOpts struct {
 	policies      []filters.PolicyConfig
 	trusted       []string
 	upstream      http.Handler
+	timeout       time.Duration // upstream.timeout; 0 for 5s
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -54,7 +58,10 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 
 	server := ServerConfig{Listen: ":0", PublicURL: "https://dash.example.com", PathPrefix: "/oauth2", TrustedProxies: o.trusted}
 	public, trusted, ps := server.Validate()
-	upCfg := UpstreamConfig{URL: f.upstream.URL, PassHostHeader: true, Timeout: 5 * time.Second, SkipAuthRoutes: o.skipAuth, APIRoutes: o.api}
+	if o.timeout == 0 {
+		o.timeout = 5 * time.Second
+	}
+	upCfg := UpstreamConfig{URL: f.upstream.URL, PassHostHeader: true, Timeout: o.timeout, SkipAuthRoutes: o.skipAuth, APIRoutes: o.api}
 	target, routes, ps2 := upCfg.Validate()
 	policies, ps3 := filters.CompilePolicies(o.policies)
 	if len(ps)+len(ps2)+len(ps3) > 0 {
@@ -229,25 +236,55 @@ func TestRouteMatchingUsesCleanedPath(t *testing.T) {
 }
 
 func TestPolicies(t *testing.T) {
-	f := newFixture(t, fixtureOpts{policies: []filters.PolicyConfig{{Path: "^/admin(/|$)", AllowedGroups: []string{"admins"}}}})
-	cookie := f.signIn(t, aliceID)
-	for _, tt := range []struct {
-		path string
-		want int
-	}{{"/admin", 403}, {"/admin/x", 403}, {"/x/../admin", 403}, {"/administrator", 200}, {"/", 200}} {
-		r := httptest.NewRequest(http.MethodGet, tt.path, nil)
-		r.AddCookie(cookie)
-		rec := f.do(r)
-		if rec.Code != tt.want {
-			t.Errorf("%s: code = %d, want %d", tt.path, rec.Code, tt.want)
-		}
-		if tt.want == 200 {
-			f.upstreamSaw(t)
-		} else if !strings.Contains(rec.Body.String(), "allowed group") {
-			t.Errorf("%s: denied page does not say which check failed", tt.path)
-		}
+	f := newFixture(t, fixtureOpts{policies: []filters.PolicyConfig{
+		{Path: "^/admin(/|$)", AllowedGroups: []string{"ops"}},
+		{Path: "^/deploy$", Methods: []string{"POST"}, AllowedGroups: []string{"ops"}},
+	}})
+	dave := aliceID
+	dave.Subject, dave.User, dave.Email, dave.Groups = "2", "dave", "dave@example.com", []string{"staff"}
+	withOps, withoutOps := f.signIn(t, aliceID), f.signIn(t, dave)
+	tests := []struct {
+		method, path string
+		cookie       *http.Cookie
+		want         int
+	}{
+		{"GET", "/admin", withOps, 200},
+		{"GET", "/admin", withoutOps, 403},
+		{"GET", "/admin/users?x=1", withoutOps, 403},
+		{"GET", "/x/../admin", withoutOps, 403},
+		{"GET", "/public/%2e%2e/admin/", withoutOps, 403},
+		{"GET", "//admin", withoutOps, 403},
+		{"GET", "/administrator", withoutOps, 200}, // not the /admin route
+		{"GET", "/?next=/admin", withoutOps, 200},  // the query never counts
+		{"POST", "/deploy", withoutOps, 403},
+		{"POST", "/deploy", withOps, 200},
+		{"GET", "/deploy", withoutOps, 200}, // the policy is for POST only
+		{"GET", "/", withoutOps, 200},
 	}
-	f.upstreamNotCalled(t)
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, tt.path, nil)
+			r.AddCookie(tt.cookie)
+			rec := f.do(r)
+			if rec.Code != tt.want {
+				t.Fatalf("code = %d, want %d", rec.Code, tt.want)
+			}
+			if tt.want == 200 {
+				f.upstreamSaw(t)
+				return
+			}
+			f.upstreamNotCalled(t)
+			if !strings.Contains(rec.Body.String(), "allowed group") || regexp.MustCompile(`\bops\b`).MatchString(rec.Body.String()) {
+				t.Errorf("denied page does not say which check failed, or names the group: %s", rec.Body)
+			}
+		})
+	}
+	r := httptest.NewRequest(http.MethodGet, "/admin", nil)
+	r.Header.Set("Accept", "application/json")
+	r.AddCookie(withoutOps)
+	if rec := f.do(r); rec.Code != 403 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("JSON client denied: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
 }
 
 func TestUserWhoNoLongerPassesFiltersIsDenied(t *testing.T) {
@@ -324,54 +361,127 @@ func TestUpstreamDownIsA502Page(t *testing.T) {
 	}
 }
 
-func TestStreamingAndWebSocketPassThrough(t *testing.T) {
+func TestServerSentEventsAreFlushed(t *testing.T) {
 	release := make(chan struct{})
-	up := http.NewServeMux()
-	up.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+	var once sync.Once
+	releaseUpstream := func() { once.Do(func() { close(release) }) }
+	f := newFixture(t, fixtureOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, "data: first\n\n")
 		w.(http.Flusher).Flush()
 		<-release // the second event only after the client saw the first
 		io.WriteString(w, "data: second\n\n")
-	})
-	up.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "no upgrade", 400)
-			return
-		}
-		conn, rw, _ := http.NewResponseController(w).Hijack()
-		defer conn.Close()
-		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
-		rw.Flush()
-	})
-	f := newFixture(t, fixtureOpts{upstream: up})
+	})})
 	srv := httptest.NewServer(f.h)
-	defer srv.Close()
-	cookie := f.signIn(t, aliceID)
+	t.Cleanup(srv.Close)
+	// Registered last, so it runs first: the servers' Close waits for their
+	// handlers, and the upstream's must never be left hanging.
+	t.Cleanup(releaseUpstream)
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
-	req.AddCookie(cookie)
+	req.AddCookie(f.signIn(t, aliceID))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	close(release)
-	if err != nil || line != "data: first\n" {
-		t.Fatalf("first event = %q, %v (not flushed through?)", line, err)
+	lines := make(chan string, 4)
+	go func() {
+		br := bufio.NewReader(resp.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			lines <- line
+		}
+	}()
+	select {
+	case line := <-lines:
+		if line != "data: first\n" {
+			t.Fatalf("first line = %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event was not flushed through while the upstream was still streaming")
 	}
+	releaseUpstream()
+	var rest []string
+	for line := range lines {
+		rest = append(rest, line)
+	}
+	if strings.Join(rest, "") != "\ndata: second\n\n" {
+		t.Fatalf("rest of the stream = %q", rest)
+	}
+}
+
+func TestWebSocketUpgradePassesThrough(t *testing.T) {
+	f := newFixture(t, fixtureOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("X-Forwarded-User") != "alice" {
+			http.Error(w, "no upgrade or no identity", 400)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		// Echo one line: the tunnel carries data both ways.
+		line, _ := rw.ReadString('\n')
+		rw.WriteString("echo: " + line)
+		rw.Flush()
+	})})
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close)
+	cookie := f.signIn(t, aliceID)
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: "+cookie.Name+"="+cookie.Value+"\r\n\r\n")
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"X-Forwarded-User: mallory\r\nCookie: "+cookie.Name+"="+cookie.Value+"\r\n\r\n")
 	br := bufio.NewReader(conn)
-	status, _ := br.ReadString('\n')
-	if !strings.Contains(status, "101") {
-		t.Fatalf("upgrade status = %q", status)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade status = %d", resp.StatusCode)
+	}
+	io.WriteString(conn, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo: ping\n" {
+		t.Fatalf("through the tunnel: %q, %v", line, err)
+	}
+
+	// Without a session, no upgrade.
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	if rec := f.do(r); rec.Code == http.StatusSwitchingProtocols || rec.Code == 200 {
+		t.Fatalf("anonymous upgrade: %d", rec.Code)
+	}
+}
+
+func TestUpstreamTimeoutIsA504(t *testing.T) {
+	hold := make(chan struct{})
+	f := newFixture(t, fixtureOpts{timeout: 200 * time.Millisecond, upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-hold
+	})})
+	t.Cleanup(func() { close(hold) }) // before the upstream server closes
+	r := httptest.NewRequest(http.MethodGet, "/slow", nil)
+	r.AddCookie(f.signIn(t, aliceID))
+	start := time.Now()
+	rec := f.do(r)
+	if rec.Code != http.StatusGatewayTimeout {
+		t.Fatalf("code = %d, want 504", rec.Code)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("504 took %s with a 200ms upstream timeout", d)
 	}
 }
 
@@ -481,27 +591,6 @@ func TestSignInRedirectKeepsOnlySafeRD(t *testing.T) {
 	}
 }
 
-func TestCleanPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"/":               "/",
-		"/a/b/../c":       "/a/c",
-		"/a//b":           "/a/b",
-		"/a/b/":           "/a/b/",
-		"/a/%2e%2e/b":     "/b",
-		"/a%2Fb":          "/a/b",
-		"/../../etc":      "/etc",
-		"/admin/.":        "/admin",
-		"/x?y=/admin":     "/x",
-		"/a%23b":          "/a#b",
-		"/public/..%2f/x": "/x",
-	} {
-		r := httptest.NewRequest(http.MethodGet, "http://h"+in, nil)
-		if got := CleanPath(r); got != want {
-			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
 	f := newFixture(t, fixtureOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Set-Cookie", "_gatehouse=planted; Path=/")
@@ -517,10 +606,82 @@ func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
 	}
 }
 
-func TestStripCookie(t *testing.T) {
-	h := http.Header{"Cookie": {"a=1; _gatehouse=secret; _gatehouse_state_abc=x", "b=2"}}
-	stripCookie(h, "_gatehouse")
-	if got := h.Get("Cookie"); got != "a=1; b=2" {
-		t.Fatalf("Cookie = %q", got)
+func TestBrowserPostWithoutSessionIsNotRedirected(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	r := httptest.NewRequest(http.MethodPost, "/form?x=1", strings.NewReader("a=b"))
+	r.Header.Set("Accept", "text/html")
+	rec := f.do(r)
+	// A redirect would turn the POST into a GET and lose its body.
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("Location") != "" {
+		t.Fatalf("code = %d, Location = %q", rec.Code, rec.Header().Get("Location"))
+	}
+	if !strings.Contains(rec.Body.String(), "/oauth2/sign_in?rd=%2Fform%3Fx%3D1") {
+		t.Fatalf("the page has no sign-in link back to the form: %s", rec.Body)
+	}
+	f.upstreamNotCalled(t)
+}
+
+func TestSkipAuthRouteScrubsEverySpoofedIdentity(t *testing.T) {
+	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}})
+	r := httptest.NewRequest(http.MethodGet, "/public/logo.png", nil)
+	spoofed := []string{"X-Forwarded-User", "X_Forwarded_User", "x-forwarded-email", "X-Forwarded-Groups",
+		"X-Forwarded-Preferred-Username", "X-Gatehouse-Assertion", "X-Auth-Request-User", "X-Forwarded-Access-Token"}
+	for _, h := range spoofed {
+		r.Header[h] = []string{"mallory"}
+	}
+	r.AddCookie(&http.Cookie{Name: "theme", Value: "dark"})
+	if rec := f.do(r); rec.Code != 200 {
+		t.Fatalf("skip-auth route: %d", rec.Code)
+	}
+	up := f.upstreamSaw(t)
+	for name, vals := range up.Header {
+		if slices.Contains(vals, "mallory") {
+			t.Errorf("%s: mallory reached the upstream", name)
+		}
+	}
+	if up.Header.Get("Cookie") != "theme=dark" {
+		t.Errorf("Cookie = %q", up.Header.Get("Cookie"))
+	}
+}
+
+// TestForwardedPathIsThePathThatWasAuthorized: Gatehouse decides on the
+// cleaned path; the upstream must not then receive a raw path that it may
+// read as another route. "/admin/../public/x" is decided as the skip-auth
+// "/public/x", so an upstream that does not resolve dot segments itself
+// (Express, many Java routers) must not see "/admin/..." unauthenticated.
+// Either refusing such a request or forwarding the cleaned path passes.
+func TestForwardedPathIsThePathThatWasAuthorized(t *testing.T) {
+	t.Skip("BUG: proxy forwards the raw path after deciding on CleanPath; see report")
+	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}, policies: []filters.PolicyConfig{{Path: "^/admin(/|$)", AllowedGroups: []string{"admins"}}}})
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close)
+	cookie := f.signIn(t, aliceID) // signed in, not in admins
+	for _, raw := range []string{
+		"/admin/../public/x", "/admin//../public/x", "/admin/%2e%2e/public/x", "/admin%2F..%2Fpublic/x", // anonymous via skip-auth
+		"/admin/../x", "/admin/%2E%2E/x", // signed in, around the /admin policy
+	} {
+		t.Run(raw, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			// Written by hand: Go's client would not send dot segments as-is, curl --path-as-is does.
+			io.WriteString(conn, "GET "+raw+" HTTP/1.1\r\nHost: dash.example.com\r\nAccept: application/json\r\n"+
+				"Cookie: "+cookie.Name+"="+cookie.Value+"\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return // refused: fine
+			}
+			up := f.upstreamSaw(t)
+			if strings.Contains(strings.ToLower(up.RequestURI), "admin") {
+				t.Fatalf("decided as %q but the upstream received %q", CleanPath(&http.Request{URL: up.URL}), up.RequestURI)
+			}
+		})
 	}
 }

@@ -287,13 +287,27 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// FuzzParseTicket feeds any cookie value to the ticket parser and to
+// Load: nothing panics, what parses round-trips, and against a store that
+// holds only another session nothing loads.
 func FuzzParseTicket(f *testing.F) {
 	t0, _ := newTicket()
 	f.Add(t0.String())
 	f.Add("")
 	f.Add(strings.Repeat("A", 64))
 	f.Add("!!!!")
+	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
+	rec := httptest.NewRecorder()
+	if _, err := m.Create(context.Background(), rec, alice, nil); err != nil {
+		f.Fatal(err)
+	}
+	issued := rec.Result().Cookies()[0].Value
 	f.Fuzz(func(t *testing.T, s string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", "_gatehouse="+s)
+		if _, err := m.Load(context.Background(), r); s != issued && !errors.Is(err, ErrNoSession) {
+			t.Fatalf("cookie %q: err = %v, want ErrNoSession", s, err)
+		}
 		tk, err := parseTicket(s)
 		if err != nil {
 			return
@@ -301,8 +315,212 @@ func FuzzParseTicket(f *testing.F) {
 		if tk.String() != s {
 			t.Fatalf("round trip: %q -> %q", s, tk.String())
 		}
+		again, err := parseTicket(tk.String())
+		if err != nil || again != tk {
+			t.Fatalf("re-parse of %q: %v", s, err)
+		}
 		if _, err := tk.open([]byte(s)); err == nil {
 			t.Fatal("garbage opened as a record")
 		}
 	})
+}
+
+func TestCookieAttributesFollowConfig(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutate   func(*Config)
+		sameSite http.SameSite
+	}{
+		{"defaults", func(*Config) {}, http.SameSiteLaxMode},
+		{"strict", func(c *Config) { c.CookieSameSite = "strict" }, http.SameSiteStrictMode},
+		{"none", func(c *Config) { c.CookieSameSite = "none" }, http.SameSiteNoneMode},
+		{"case-insensitive", func(c *Config) { c.CookieSameSite = "Strict" }, http.SameSiteStrictMode},
+		{"not secure", func(c *Config) { c.CookieSecure = false }, http.SameSiteLaxMode},
+		{"own name and domain", func(c *Config) { c.CookieName = "__Secure-sso"; c.CookieDomain = "example.com" }, http.SameSiteLaxMode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			tt.mutate(&cfg)
+			m := NewManager(cfg, sessionstore.NewMemory(nil), nil)
+			c, _ := create(t, m)
+			if c.Name != cfg.CookieName || !c.HttpOnly || c.Secure != cfg.CookieSecure || c.SameSite != tt.sameSite ||
+				c.Path != "/" || c.Domain != cfg.CookieDomain || c.MaxAge != int(cfg.Lifetime/time.Second) {
+				t.Fatalf("cookie = %+v for config %+v", c, cfg)
+			}
+			if got, err := m.Load(context.Background(), requestWith(c)); err != nil || got.Identity.User != "alice" {
+				t.Fatalf("load under %q: %v", cfg.CookieName, err)
+			}
+			// A ticket under another cookie name is not read.
+			other := *c
+			other.Name = "other"
+			if _, err := m.Load(context.Background(), requestWith(&other)); !errors.Is(err, ErrNoSession) {
+				t.Fatalf("a ticket under another name loaded: %v", err)
+			}
+		})
+	}
+}
+
+func TestCreateIssuesAFreshTicketEachTime(t *testing.T) {
+	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
+	seen := map[string]bool{}
+	var cookies []*http.Cookie
+	for i := 0; i < 20; i++ {
+		c, s := create(t, m)
+		if seen[c.Value] || seen[s.ID()] {
+			t.Fatal("a ticket or session id was issued twice")
+		}
+		seen[c.Value], seen[s.ID()] = true, true
+		if strings.Contains(c.Value, s.ID()) {
+			t.Fatal("the cookie carries the public session id")
+		}
+		cookies = append(cookies, c)
+	}
+	// Signing in again (another browser) does not end the earlier sessions.
+	for i, c := range cookies {
+		if _, err := m.Load(context.Background(), requestWith(c)); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
+}
+
+func TestSeveralCookiesOfTheSameName(t *testing.T) {
+	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
+	good, _ := create(t, m)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	// A sibling domain's cookie, an ended session and garbage come first.
+	ended, s := create(t, m)
+	if err := m.Delete(context.Background(), nil, s); err != nil {
+		t.Fatal(err)
+	}
+	r.AddCookie(&http.Cookie{Name: "_gatehouse", Value: "garbage"})
+	r.AddCookie(ended)
+	r.AddCookie(good)
+	got, err := m.Load(context.Background(), r)
+	if err != nil || got.Identity.User != "alice" {
+		t.Fatalf("valid ticket after bad ones: %v", err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	tests := []struct {
+		idle    time.Duration
+		wantErr bool
+	}{
+		{59 * time.Minute, false},
+		{61 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.idle.String(), func(t *testing.T) {
+			clk := newClock()
+			m := NewManager(testConfig(), sessionstore.NewMemory(clk.now), clk.now) // idle timeout 1h
+			c, _ := create(t, m)
+			clk.add(tt.idle)
+			_, err := m.Load(context.Background(), requestWith(c))
+			if tt.wantErr != errors.Is(err, ErrNoSession) || (!tt.wantErr && err != nil) {
+				t.Fatalf("after %s idle: err = %v", tt.idle, err)
+			}
+		})
+	}
+}
+
+func TestActivityTouchesTheStoreRarely(t *testing.T) {
+	clk := newClock()
+	store := &countingStore{Store: sessionstore.NewMemory(clk.now)}
+	m := NewManager(testConfig(), store, clk.now) // idle 1h: touched at most every 3 minutes
+	c, _ := create(t, m)
+	before := store.sets
+	for i := 0; i < 600; i++ { // a request a second for ten minutes
+		clk.add(time.Second)
+		if _, err := m.Load(context.Background(), requestWith(c)); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if writes := store.sets - before; writes < 1 || writes > 4 {
+		t.Fatalf("%d store writes for 600 requests over 10 minutes, want a few", writes)
+	}
+	// The touches moved the idle clock: 55 minutes after the last
+	// request the session is still there, though 65 minutes after sign-in.
+	clk.add(55 * time.Minute)
+	if _, err := m.Load(context.Background(), requestWith(c)); err != nil {
+		t.Fatalf("active session ended by the idle timeout: %v", err)
+	}
+}
+
+func TestEndAllEndsEarlierSessionsOnly(t *testing.T) {
+	clk := newClock()
+	m := NewManager(testConfig(), sessionstore.NewMemory(clk.now), clk.now)
+	old1, _ := create(t, m)
+	old2, _ := create(t, m)
+	bob := alice
+	bob.Subject, bob.User = "2", "bob"
+	rec := httptest.NewRecorder()
+	if _, err := m.Create(context.Background(), rec, bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	bobCookie := rec.Result().Cookies()[0]
+	clk.add(time.Second)
+	if err := m.EndAll(context.Background(), alice); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Second)
+	fresh, _ := create(t, m)
+	for name, c := range map[string]*http.Cookie{"first": old1, "second": old2} {
+		if _, err := m.Load(context.Background(), requestWith(c)); !errors.Is(err, ErrNoSession) {
+			t.Errorf("%s session from before sign-out everywhere: %v", name, err)
+		}
+	}
+	if _, err := m.Load(context.Background(), requestWith(fresh)); err != nil {
+		t.Errorf("session after sign-out everywhere: %v", err)
+	}
+	if _, err := m.Load(context.Background(), requestWith(bobCookie)); err != nil {
+		t.Errorf("another user's session ended: %v", err)
+	}
+}
+
+func TestStoreFailureOnTouchFailsClosed(t *testing.T) {
+	clk := newClock()
+	store := &failingSetStore{Store: sessionstore.NewMemory(clk.now)}
+	m := NewManager(testConfig(), store, clk.now)
+	c, _ := create(t, m)
+	store.fail = true
+	clk.add(10 * time.Minute) // due for a touch
+	if _, err := m.Load(context.Background(), requestWith(c)); err == nil || errors.Is(err, ErrNoSession) {
+		t.Fatalf("err = %v, want a store error", err)
+	}
+}
+
+type failingSetStore struct {
+	sessionstore.Store
+	fail bool
+}
+
+func (s *failingSetStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if s.fail {
+		return errors.New("memcache: i/o timeout")
+	}
+	return s.Store.Set(ctx, k, v, ttl)
+}
+
+func TestConfigSecretFileProblems(t *testing.T) {
+	c := testConfig()
+	c.RevalidateInterval = time.Hour
+	c.Store = sessionstore.Config{Type: "memory"}
+	c.SecretFile = filepath.Join(t.TempDir(), "missing")
+	ps := c.Validate()
+	if len(ps) == 0 || ps[0].Key != "secret_file" {
+		t.Fatalf("problems = %v, want one on secret_file", ps)
+	}
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.SecretFile = short
+	ps = c.Validate()
+	if len(ps) != 1 || ps[0].Key != "secret" || !strings.Contains(ps[0].Message, "got 8") {
+		t.Fatalf("problems = %v, want the short secret (8 bytes once trimmed)", ps)
+	}
+	if strings.Contains(ps[0].Message, "tooshort") {
+		t.Fatalf("problem reveals the secret: %s", ps[0].Message)
+	}
 }

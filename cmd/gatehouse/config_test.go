@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +314,263 @@ func TestTLSFilesAreCheckedAtStart(t *testing.T) {
 	_, err = loadConfig("", append(minimalEnv(), "GATEHOUSE_SERVER_TLS_CERT_FILE=/x.pem"))
 	if err == nil || !strings.Contains(err.Error(), "must be set together") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// problemLine is the form of every line of a ConfigError.
+var problemLine = regexp.MustCompile(`^([a-z0-9_.\[\]]+) \((GATEHOUSE_[A-Z0-9_]+)\): (.+)$`)
+
+func TestEachProblemIsOneLineNamingKeyAndVariable(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     string
+		key     string
+		message string
+	}{
+		{"invalid duration", "GATEHOUSE_UPSTREAM_TIMEOUT=soon", "upstream.timeout", "not a duration"},
+		{"negative duration", "GATEHOUSE_SESSION_IDLE_TIMEOUT=-1h", "session.idle_timeout", "positive duration"},
+		{"bad URL", "GATEHOUSE_UPSTREAM_URL=ftp://app.internal", "upstream.url", "not an absolute http(s) URL"},
+		{"public URL with a path", "GATEHOUSE_SERVER_PUBLIC_URL=https://dash.example.com/app", "server.public_url", "scheme and host only"},
+		{"bad CIDR", "GATEHOUSE_SERVER_TRUSTED_PROXIES=10.0.0.0/8, 10.0.0.0/40", "server.trusted_proxies", `"10.0.0.0/40"`},
+		{"bad regex", "GATEHOUSE_UPSTREAM_API_ROUTES=^/api/(v1", "upstream.api_routes", "not a valid regular expression"},
+		{"short secret", "GATEHOUSE_SESSION_SECRET=tooshort", "session.secret", "at least 32 bytes"},
+		{"bad boolean", "GATEHOUSE_UPSTREAM_PASS_HOST_HEADER=maybe", "upstream.pass_host_header", ""},
+		{"bad domain", "GATEHOUSE_AUTH_ALLOWED_DOMAINS=*.example.com", "auth.allowed_domains", "not a domain"},
+		{"bad log level", "GATEHOUSE_LOGGING_LEVEL=loud", "logging.level", "debug, info, warn or error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig("", append(minimalEnv(), tt.env))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a *ConfigError", err)
+			}
+			lines := strings.Split(ce.Error(), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("want one line, got:\n%s", ce.Error())
+			}
+			m := problemLine.FindStringSubmatch(lines[0])
+			if m == nil {
+				t.Fatalf("line %q is not `key (GATEHOUSE_KEY): message`", lines[0])
+			}
+			wantEnv := "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(tt.key, ".", "_"))
+			if m[1] != tt.key || m[2] != wantEnv || !strings.Contains(m[3], tt.message) {
+				t.Fatalf("line %q, want key %s, variable %s, message with %q", lines[0], tt.key, wantEnv, tt.message)
+			}
+			if strings.Contains(lines[0], "tooshort") {
+				t.Fatalf("the secret's value is in the message: %q", lines[0])
+			}
+		})
+	}
+}
+
+func TestProblemsFromTheFileNameTheirVariableToo(t *testing.T) {
+	_, err := loadConfig(writeFile(t, minimalYAML+"upstream:\n  timeout: soon\n  skip_auth_routes: [\"^/(x\"]\n"), nil)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, line := range strings.Split(ce.Error(), "\n") {
+		if !problemLine.MatchString(line) {
+			t.Errorf("line %q is not `key (GATEHOUSE_KEY): message`", line)
+		}
+	}
+	if !strings.Contains(ce.Error(), "upstream.timeout (GATEHOUSE_UPSTREAM_TIMEOUT): not a duration") {
+		t.Errorf("no duration problem in:\n%s", ce.Error())
+	}
+}
+
+func TestUnknownNestedYAMLKeyIsAProblem(t *testing.T) {
+	yml := strings.Replace(minimalYAML, "server:\n", "server:\n  listn: \":8080\"\n", 1)
+	yml = strings.Replace(yml, "session:\n", "session:\n  store:\n    typ: memcache\n", 1)
+	_, err := loadConfig(writeFile(t, yml), nil)
+	if err == nil {
+		t.Fatal("typos accepted")
+	}
+	for _, want := range []string{"server.listn (GATEHOUSE_SERVER_LISTN): unknown key", "session.store.typ (GATEHOUSE_SESSION_STORE_TYP): unknown key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+// TestUnknownKeyInAListEntryIsAProblem: a typo inside a policy or a static
+// token must not be silently dropped. "allowed_group" dropped turns the
+// policy below into "alice or bob, any group"; "expire_at" dropped makes
+// the token live for ever.
+func TestUnknownKeyInAListEntryIsAProblem(t *testing.T) {
+	t.Skip("BUG: cmd/gatehouse unknownKeys does not look inside list entries (policies[i], tokens.static[i]); see report")
+	for name, extra := range map[string]string{
+		"policies[0].allowed_group":  "policies:\n  - path: \"^/admin\"\n    allowed_users: [alice, bob]\n    allowed_group: [ops]\n",
+		"tokens.static[0].expire_at": "tokens:\n  static:\n    - name: ci\n      sha256: \"" + strings.Repeat("ab", 32) + "\"\n      scopes: [read]\n      expire_at: \"2020-01-01T00:00:00Z\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig(writeFile(t, minimalYAML+extra), nil)
+			// Named e.g. "policies[0].allowed_group (GATEHOUSE_POLICIES): unknown key".
+			section, field := name[:strings.Index(name, "[")], name[strings.LastIndex(name, ".")+1:]
+			if err == nil || !strings.Contains(err.Error(), section) || !strings.Contains(err.Error(), field) {
+				t.Fatalf("err = %v, want a problem naming %s", err, name)
+			}
+		})
+	}
+	_, err := loadConfig("", append(minimalEnv(), `GATEHOUSE_POLICIES=[{"path":"^/admin","allowed_users":["alice"],"allowed_group":["ops"]}]`))
+	if err == nil || !strings.Contains(err.Error(), "allowed_group") {
+		t.Fatalf("from the environment: err = %v, want a problem naming allowed_group", err)
+	}
+}
+
+func TestServiceVariablesNeverShadowTheFile(t *testing.T) {
+	yml := strings.Replace(minimalYAML, "server:\n", "server:\n  listen: \":8000\"\n", 1)
+	env := []string{"GATEHOUSE_PORT=tcp://10.0.0.1:80", "GATEHOUSE_SERVICE_HOST=10.0.0.1", "GATEHOUSE_SERVICE_PORT_HTTP=80"}
+	l, err := loadConfig(writeFile(t, yml), env)
+	if err != nil {
+		t.Fatalf("service variables broke start-up: %v", err)
+	}
+	if l.Config.Server.Listen != ":8000" {
+		t.Fatalf("server.listen = %q, want the file's :8000", l.Config.Server.Listen)
+	}
+	if len(l.Warnings) != 1 {
+		t.Fatalf("warnings = %q, want exactly one", l.Warnings)
+	}
+	for _, name := range []string{"GATEHOUSE_PORT", "GATEHOUSE_SERVICE_HOST", "GATEHOUSE_SERVICE_PORT_HTTP"} {
+		if !strings.Contains(l.Warnings[0], name) {
+			t.Errorf("warning %q does not name %s", l.Warnings[0], name)
+		}
+	}
+	if strings.Contains(l.Warnings[0], "10.0.0.1") {
+		t.Errorf("warning %q repeats values", l.Warnings[0])
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--config", writeFile(t, yml)}, strings.NewReader(""), &out, &errOut, env); code != 0 {
+		t.Fatalf("check exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "# warning:") {
+		t.Errorf("check does not show the warning:\n%s", out.String())
+	}
+}
+
+func TestEnvListsFromTheEnvironment(t *testing.T) {
+	env := append(minimalEnv(),
+		"GATEHOUSE_AUTH_OIDC_CORP_SCOPES= openid ,email,, profile ",
+		"GATEHOUSE_AUTH_OIDC_CORP_DISPLAY_NAME=Corp SSO",
+		"GATEHOUSE_AUTH_OIDC_OKTA2_ISSUER_URL=https://okta.example.com",
+		"GATEHOUSE_AUTH_OIDC_OKTA2_CLIENT_ID=gh",
+		`GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=["GET=^/a{1,2}$", "^/health$"]`, // JSON when a regex holds a comma
+	)
+	l, err := loadConfig("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp, okta := l.Config.Auth.OIDC["corp"], l.Config.Auth.OIDC["okta2"]
+	if !reflect.DeepEqual(corp.Scopes, []string{"openid", "email", "profile"}) || corp.DisplayName != "Corp SSO" {
+		t.Errorf("oidc.corp = %+v", corp)
+	}
+	if okta.IssuerURL != "https://okta.example.com" || okta.ClientID != "gh" {
+		t.Errorf("oidc.okta2 from the environment alone = %+v", okta)
+	}
+	if got := l.Config.Upstream.SkipAuthRoutes; !reflect.DeepEqual(got, []string{"GET=^/a{1,2}$", "^/health$"}) {
+		t.Errorf("skip_auth_routes = %q", got)
+	}
+}
+
+func TestCheckNeverPrintsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	sf, cf := filepath.Join(dir, "session"), filepath.Join(dir, "client")
+	const fileSecret, fileClientSecret = "file-session-secret-0123456789abcdef", "file-client-secret-value"
+	if err := os.WriteFile(sf, []byte(fileSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cf, []byte(fileClientSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yml := strings.Replace(minimalYAML, `  secret: "`+secret+`"`, "  secret_file: "+sf, 1)
+	yml = strings.Replace(yml, "client_secret: oidc-client-secret-value", "client_secret_file: "+cf, 1)
+	yml += "  github:\n    enabled: true\n    client_id: gh\n    client_secret: github-client-secret-value\n"
+	file := writeFile(t, yml)
+	var out, errOut bytes.Buffer
+	// The file comes from GATEHOUSE_CONFIG this time.
+	if code := run([]string{"check"}, strings.NewReader(""), &out, &errOut, []string{"GATEHOUSE_CONFIG=" + file}); code != 0 {
+		t.Fatalf("check exit %d: %s", code, errOut.String())
+	}
+	for _, s := range []string{fileSecret, fileClientSecret, "github-client-secret-value"} {
+		if strings.Contains(out.String()+errOut.String(), s) {
+			t.Errorf("check printed the secret %q", s)
+		}
+	}
+	if n := strings.Count(out.String(), "<redacted>"); n < 3 {
+		t.Errorf("%d <redacted> values, want the session secret and both client secrets:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), file) {
+		t.Errorf("check does not say which file it read:\n%s", out.String())
+	}
+}
+
+func TestCheckExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want int
+	}{
+		{"good", []string{"check"}, minimalEnv(), 0},
+		{"bad value", []string{"check"}, append(minimalEnv(), "GATEHOUSE_UPSTREAM_URL=nope"), 2},
+		{"no filter", []string{"check"}, []string{"GATEHOUSE_SERVER_PUBLIC_URL=https://x.example", "GATEHOUSE_SESSION_SECRET=" + secret}, 2},
+		{"missing file", []string{"check", "--config", "/nonexistent/gatehouse.yaml"}, minimalEnv(), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(tt.args, strings.NewReader(""), &out, &errOut, tt.env); code != tt.want {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.want, errOut.String())
+			}
+			if tt.want == 2 && !strings.Contains(errOut.String(), "invalid configuration") {
+				t.Fatalf("stderr:\n%s", errOut.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), secret) {
+				t.Fatal("the session secret was printed")
+			}
+		})
+	}
+}
+
+func TestHashToken(t *testing.T) {
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	tests := []struct {
+		stdin string
+		code  int
+		want  string
+	}{
+		{"abc\n", 0, sum("abc")},
+		{"abc", 0, sum("abc")},
+		{"  gth_abc \r\n", 0, sum("gth_abc")},
+		{"first\nsecond\n", 0, sum("first")},
+		{"", 1, ""},
+		{"\n", 1, ""},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := run([]string{"hash-token"}, strings.NewReader(tt.stdin), &out, &errOut, nil)
+		if code != tt.code || strings.TrimSpace(out.String()) != tt.want {
+			t.Errorf("hash-token <<< %q: exit %d, out %q; want exit %d, %q", tt.stdin, code, out.String(), tt.code, tt.want)
+		}
+	}
+	if got := sum("abc"); got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Fatalf("sha256(abc) = %s", got)
+	}
+}
+
+// TestCommaInsideARegexFromTheEnvironment: environment lists are split on
+// commas, but a regex may hold one ("{1,2}"). Split, "^/v{1,2}/health$"
+// becomes "^/v{1" and "2}/health$"; the second is a skip-auth route that
+// lets any path ending in "2}/health" through unauthenticated. The value
+// must be kept whole or refused, never turned into other routes.
+func TestCommaInsideARegexFromTheEnvironment(t *testing.T) {
+	t.Skip("BUG: cmd/gatehouse commaListHook splits regex lists inside {m,n}; see report")
+	l, err := loadConfig("", append(minimalEnv(), "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=^/v{1,2}/health$"))
+	if err != nil {
+		return // refused: fine
+	}
+	if got := l.Config.Upstream.SkipAuthRoutes; !reflect.DeepEqual(got, []string{"^/v{1,2}/health$"}) {
+		t.Fatalf("skip_auth_routes = %q, want the one regex given", got)
 	}
 }

@@ -1,0 +1,310 @@
+package sessionstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testStoreContract is what every Store must do; each implementation's
+// tests run it. newStore returns an empty store. advance moves the store's
+// clock; it is nil for a store on real time (memcached), which then waits,
+// polling with a deadline, for the cases that need time to pass, and skips
+// the cases that need a clock it can stop (such as "still there just
+// before the TTL").
+func testStoreContract(t *testing.T, newStore func(t *testing.T) Store, advance func(time.Duration)) {
+	ctx := context.Background()
+
+	// waitGone waits until key holds nothing: at once with a fake clock
+	// moved past ttl, else polling the real clock.
+	waitGone := func(t *testing.T, s Store, key string, ttl time.Duration) {
+		t.Helper()
+		if advance != nil {
+			advance(ttl + time.Second)
+			if _, err := s.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%q still there after its TTL: %v", key, err)
+			}
+			return
+		}
+		// memcached counts whole seconds: a one-second record is gone
+		// within about two.
+		deadline := time.Now().Add(ttl + 3*time.Second)
+		for {
+			_, err := s.Get(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%q still there %s after its TTL: %v", key, ttl+3*time.Second, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// key makes keys unique per case: a memcached outlives each case.
+	key := func(t *testing.T, name string) string { return t.Name() + "/" + name }
+
+	// Cases that wait on a real clock run side by side; with a fake
+	// clock, shared by all cases, they must not.
+	parallelOnRealTime := func(t *testing.T) {
+		if advance == nil {
+			t.Parallel()
+		}
+	}
+
+	t.Run("get missing is ErrNotFound", func(t *testing.T) {
+		s := newStore(t)
+		if v, err := s.Get(ctx, key(t, "nope")); !errors.Is(err, ErrNotFound) || v != nil {
+			t.Fatalf("Get = %q, %v; want nil, ErrNotFound", v, err)
+		}
+	})
+
+	t.Run("set then get", func(t *testing.T) {
+		s := newStore(t)
+		value := []byte("\x00binary\xffrecord")
+		if err := s.Set(ctx, key(t, "k"), value, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Get(ctx, key(t, "k")); err != nil || !bytes.Equal(v, value) {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+	})
+
+	t.Run("set replaces", func(t *testing.T) {
+		s := newStore(t)
+		for _, v := range []string{"v1", "v2"} {
+			if err := s.Set(ctx, key(t, "k"), []byte(v), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, err := s.Get(ctx, key(t, "k")); err != nil || string(v) != "v2" {
+			t.Fatalf("Get = %q, %v; want v2", v, err)
+		}
+	})
+
+	t.Run("keys are independent", func(t *testing.T) {
+		s := newStore(t)
+		for i := 0; i < 10; i++ {
+			if err := s.Set(ctx, key(t, fmt.Sprintf("s1:key-%d", i)), []byte(fmt.Sprint(i)), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Delete(ctx, key(t, "s1:key-3")); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			v, err := s.Get(ctx, key(t, fmt.Sprintf("s1:key-%d", i)))
+			if i == 3 {
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("deleted key: %q, %v", v, err)
+				}
+				continue
+			}
+			if err != nil || string(v) != fmt.Sprint(i) {
+				t.Fatalf("key %d = %q, %v", i, v, err)
+			}
+		}
+	})
+
+	t.Run("add on an existing key is ErrExists and keeps the value", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Add(ctx, key(t, "once"), []byte("first"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(ctx, key(t, "once"), []byte("second"), time.Minute); !errors.Is(err, ErrExists) {
+			t.Fatalf("second Add: %v, want ErrExists", err)
+		}
+		if err := s.Set(ctx, key(t, "set-first"), []byte("x"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(ctx, key(t, "set-first"), []byte("y"), time.Minute); !errors.Is(err, ErrExists) {
+			t.Fatalf("Add over Set: %v, want ErrExists", err)
+		}
+		if v, _ := s.Get(ctx, key(t, "once")); string(v) != "first" {
+			t.Fatalf("Add replaced the value: %q", v)
+		}
+	})
+
+	t.Run("add is atomic", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.Add(ctx, key(t, "once"), []byte("x"), time.Minute)
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				case !errors.Is(err, ErrExists):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%d concurrent Adds succeeded, want exactly 1", wins)
+		}
+	})
+
+	t.Run("add after delete works", func(t *testing.T) {
+		s := newStore(t)
+		_ = s.Add(ctx, key(t, "code"), []byte("x"), time.Minute)
+		if err := s.Delete(ctx, key(t, "code")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(ctx, key(t, "code"), []byte("y"), time.Minute); err != nil {
+			t.Fatalf("Add after Delete: %v", err)
+		}
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		s := newStore(t)
+		_ = s.Set(ctx, key(t, "k"), []byte("v"), time.Minute)
+		if err := s.Delete(ctx, key(t, "k")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, key(t, "k")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after Delete: %v", err)
+		}
+	})
+
+	t.Run("delete missing is not an error", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Delete(ctx, key(t, "never-set")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("values are copied, not aliased", func(t *testing.T) {
+		s := newStore(t)
+		buf := []byte("abc")
+		_ = s.Set(ctx, key(t, "k"), buf, time.Minute)
+		buf[0] = 'X' // the caller reuses its buffer
+		v, _ := s.Get(ctx, key(t, "k"))
+		if string(v) != "abc" {
+			t.Fatalf("Get after the caller changed its buffer = %q", v)
+		}
+		v[1] = 'Y' // the caller changes what it read
+		if again, _ := s.Get(ctx, key(t, "k")); string(again) != "abc" {
+			t.Fatalf("stored value aliased: %q", again)
+		}
+	})
+
+	t.Run("set expires after its TTL", func(t *testing.T) {
+		parallelOnRealTime(t)
+		s := newStore(t)
+		_ = s.Set(ctx, key(t, "short"), []byte("x"), time.Second)
+		_ = s.Set(ctx, key(t, "long"), []byte("x"), time.Hour)
+		waitGone(t, s, key(t, "short"), time.Second)
+		if _, err := s.Get(ctx, key(t, "long")); err != nil {
+			t.Fatalf("an unexpired record went with the expired one: %v", err)
+		}
+	})
+
+	t.Run("add after expiry works", func(t *testing.T) {
+		parallelOnRealTime(t)
+		s := newStore(t)
+		if err := s.Add(ctx, key(t, "code"), []byte("x"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, s, key(t, "code"), time.Second)
+		if err := s.Add(ctx, key(t, "code"), []byte("y"), time.Minute); err != nil {
+			t.Fatalf("Add after expiry: %v", err)
+		}
+		if v, _ := s.Get(ctx, key(t, "code")); string(v) != "y" {
+			t.Fatalf("Get = %q, want the new value", v)
+		}
+	})
+
+	t.Run("alive until its TTL", func(t *testing.T) {
+		if advance == nil {
+			t.Skip("needs a clock the test can stop: real-time stores count whole seconds")
+		}
+		s := newStore(t)
+		_ = s.Set(ctx, key(t, "k"), []byte("x"), time.Minute)
+		advance(time.Minute - time.Second)
+		if _, err := s.Get(ctx, key(t, "k")); err != nil {
+			t.Fatalf("gone before its TTL: %v", err)
+		}
+		if err := s.Add(ctx, key(t, "k"), []byte("y"), time.Minute); !errors.Is(err, ErrExists) {
+			t.Fatalf("Add over a live record: %v", err)
+		}
+		advance(2 * time.Second)
+		if _, err := s.Get(ctx, key(t, "k")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("still there after its TTL: %v", err)
+		}
+	})
+
+	t.Run("set restarts the TTL", func(t *testing.T) {
+		if advance == nil {
+			t.Skip("needs a clock the test can stop")
+		}
+		s := newStore(t)
+		_ = s.Set(ctx, key(t, "k"), []byte("v1"), time.Minute)
+		advance(50 * time.Second)
+		_ = s.Set(ctx, key(t, "k"), []byte("v2"), time.Minute) // a session touched
+		advance(50 * time.Second)
+		if v, err := s.Get(ctx, key(t, "k")); err != nil || string(v) != "v2" {
+			t.Fatalf("rewritten record expired on its first TTL: %q, %v", v, err)
+		}
+	})
+
+	t.Run("safe for concurrent use", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k := key(t, fmt.Sprintf("k%d", i%3))
+				for j := 0; j < 50; j++ {
+					_ = s.Set(ctx, k, []byte("v"), time.Minute)
+					if _, err := s.Get(ctx, k); err != nil && !errors.Is(err, ErrNotFound) {
+						t.Error(err)
+						return
+					}
+					_ = s.Add(ctx, k+"-add", []byte("v"), time.Minute)
+					_ = s.Delete(ctx, k)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+
+	t.Run("ping", func(t *testing.T) {
+		if err := newStore(t).Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestMemoryContract(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	testStoreContract(t, func(*testing.T) Store { return NewMemory(clock) }, advance)
+}
+
+func TestMemorySweepsExpiredRecords(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := NewMemory(func() time.Time { return now })
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		_ = m.Set(ctx, k, []byte("x"), time.Second)
+	}
+	now = now.Add(2 * time.Minute)
+	_ = m.Set(ctx, "d", []byte("x"), time.Hour)
+	if n := m.Len(); n != 1 {
+		t.Fatalf("memory holds %d records after a sweep, want 1", n)
+	}
+}
