@@ -8,7 +8,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build demo test deps lint unit e2e chart fuzz bench clean
+.PHONY: all build demo test deps lint unit e2e chart skipped fuzz bench clean
 
 all: build
 
@@ -30,13 +30,24 @@ lint:
 
 # Unit and integration tests, then the browser end-to-end suite (verbose,
 # so the log shows each Chromium test that ran).
-test: deps lint unit e2e chart
+test: deps lint unit e2e chart skipped
+
+# Test output is kept in .test-logs/ so `skipped` can list every skipped
+# test at the end: a green run must not hide one.
+LOGS := .test-logs
 
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	@mkdir -p $(LOGS)
+	set -o pipefail; $(GO) test -race -count=1 -v $$($(GO) list ./... | grep -v /e2e) 2>&1 | tee $(LOGS)/unit.log | grep -E '^(ok|FAIL|--- FAIL|--- SKIP|panic)' ; \
+	  status=$${PIPESTATUS[0]}; [ $$status -eq 0 ] || { echo "unit tests failed; full output in $(LOGS)/unit.log"; grep -B2 -A20 -- '--- FAIL' $(LOGS)/unit.log | head -200; exit $$status; }
 
 e2e:
-	$(GO) test -race -count=1 -v ./e2e/
+	@mkdir -p $(LOGS)
+	set -o pipefail; $(GO) test -race -count=1 -v ./e2e/ 2>&1 | tee $(LOGS)/e2e.log
+
+skipped:
+	@n=$$(cat $(LOGS)/*.log 2>/dev/null | grep -c -- '--- SKIP' || true); \
+	  echo "skipped tests: $$n"; cat $(LOGS)/*.log 2>/dev/null | grep -A1 -- '--- SKIP' | grep -v '^--$$' || true
 
 # Helm chart: lint, render four value sets, decode strictly into Kubernetes
 # types (a module of its own, so those types stay out of Gatehouse's).
@@ -44,11 +55,13 @@ chart:
 	cd charts/gatehouse/tests && $(GO) test -count=1 -v ./...
 
 # Short fuzzing runs of every fuzz target (the seed corpora in testdata/
-# also run as part of `make test`).
+# also run as part of `make test`); FUZZ=Name runs only that target, e.g.
+# make fuzz FUZZ=FuzzForwardedPath FUZZTIME=10m
 FUZZTIME ?= 20s
+FUZZ ?= Fuzz
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	  for f in $$($(GO) test -list '^$(FUZZ)' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done

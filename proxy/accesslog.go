@@ -63,7 +63,7 @@ func noteHandler(ctx context.Context, name string) {
 	}
 }
 
-// Observe logs one line per request (method, cleaned path — never the
+// Observe logs one line per request (method, path — never the
 // query, which may hold codes or tokens —, status, duration, user) and
 // counts it in the metrics by handler name.
 func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *metrics.Metrics) http.Handler {
@@ -84,7 +84,7 @@ func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *met
 		log.Info("request",
 			"event", "access",
 			"method", r.Method,
-			"path", CleanPath(r),
+			"path", logPath(r),
 			"status", rec.status,
 			"bytes", rec.bytes,
 			"duration_ms", float64(elapsed.Microseconds())/1000,
@@ -93,4 +93,15 @@ func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *met
 			"client", tp.clientIP(r),
 		)
 	})
+}
+
+// logPath is the request's path as received (escaped, so control
+// characters cannot forge log lines), cut to a readable length. The
+// query is never logged: it may hold codes or tokens.
+func logPath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) > 512 {
+		p = p[:512] + "..."
+	}
+	return p
 }

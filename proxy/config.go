@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/canonical"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
 
@@ -31,6 +32,10 @@ type UpstreamConfig struct {
 	Timeout        time.Duration `mapstructure:"timeout"`
 	SkipAuthRoutes []string      `mapstructure:"skip_auth_routes"`
 	APIRoutes      []string      `mapstructure:"api_routes"`
+	// EncodedSlashes and PathParameters say what %2F and ";" in a path
+	// mean (SPEC "Canonical requests"); both refuse by default.
+	EncodedSlashes string `mapstructure:"encoded_slashes"`
+	PathParameters string `mapstructure:"path_parameters"`
 }
 
 // HeadersConfig is the headers section: what is sent upstream.
@@ -111,6 +116,13 @@ func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
 		ps.Addf("timeout", "must be a positive duration such as 30s")
 	}
 	var routes Routes
+	var err error
+	if routes.Paths.EncodedSlashes, err = canonical.ParseSlashMode(c.EncodedSlashes); err != nil {
+		ps.Addf("encoded_slashes", "%v", err)
+	}
+	if routes.Paths.PathParameters, err = canonical.ParseParamMode(c.PathParameters); err != nil {
+		ps.Addf("path_parameters", "%v", err)
+	}
 	for _, raw := range c.SkipAuthRoutes {
 		m, err := parseRoute(raw, true)
 		if err != nil {
@@ -155,7 +167,8 @@ func parseRoute(raw string, allowMethod bool) (routeMatcher, error) {
 	var m routeMatcher
 	expr := raw
 	if allowMethod {
-		if method, rest, ok := strings.Cut(raw, "="); ok && isMethodToken(method) {
+		if method, rest, ok := strings.Cut(raw, "="); ok && isMethodToken(strings.ToUpper(method)) {
+			method = strings.ToUpper(method)
 			m.method = method
 			expr = rest
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/gatehouse/gatehouse/assertion"
+	"github.com/gatehouse/gatehouse/canonical"
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/tokens"
@@ -74,9 +75,6 @@ func New(o Options) *Handler {
 	mux.HandleFunc("POST "+p+"/sign_out", o.Login.SignOut)
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
-	// Envoy's HTTP ext_authz appends the original path to the check URL
-	// and keeps the original method.
-	mux.HandleFunc(p+"/auth/", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
 	if o.Tokens != nil {
 		mux.HandleFunc("POST "+p+"/revoke", authn.Revoke(o.Tokens, o.Logger))
@@ -94,10 +92,30 @@ func New(o Options) *Handler {
 	return h
 }
 
-// ServeHTTP routes by the cleaned path: Gatehouse's endpoints under the
-// prefix, /ping and /ready, and everything else to the upstream gate.
+// ServeHTTP brings the request to its canonical form (SPEC "Canonical
+// requests"), then routes it: Gatehouse's endpoints under the prefix,
+// /ping and /ready, and everything else to the upstream gate. Every
+// decision and the upstream see the same canonical method and path.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	clean := CleanPath(r)
+	raw, ok := rawRequestPath(r)
+	if !ok {
+		h.refusePath(w, r, &canonical.Error{Reason: "the request target is not a path"})
+		return
+	}
+	// Envoy's ext_authz appends the original path to the check URL: that
+	// path is the request being asked about, never a route of ours, so it
+	// is recognised before anything could resolve it elsewhere.
+	if rest, ok := strings.CutPrefix(raw, h.prefix+"/auth/"); ok {
+		h.envoyCheck(w, r, "/"+rest)
+		return
+	}
+	p, err := canonical.Parse(raw, h.o.Routes.Paths)
+	if err != nil {
+		h.refusePath(w, r, err)
+		return
+	}
+	r = withCanonicalURL(r, p)
+	clean := p.Decoded
 	switch {
 	case clean == "/ping" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		noteHandler(r.Context(), "ping")
@@ -109,11 +127,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case clean == "/.well-known/oauth-authorization-server" && h.o.Device != nil && r.Method == http.MethodGet:
 		noteHandler(r.Context(), "metadata")
 		h.o.Device.Metadata(w, r)
+	case strings.HasPrefix(clean, h.prefix+"/auth/"):
+		// Reached through an escape (/oauth2/%61uth/...): still only the check.
+		h.envoyCheck(w, r, strings.TrimPrefix(p.Escaped, h.prefix+"/auth"))
 	case clean == h.prefix || strings.HasPrefix(clean, h.prefix+"/"):
 		h.serveOwn(w, r, clean)
 	default:
 		noteHandler(r.Context(), "upstream")
-		h.gate(w, r, clean)
+		h.gate(w, r, target{method: r.Method, path: p})
 	}
 }
 
@@ -121,13 +142,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // private: not cached, not framed, no Referer.
 func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string) {
 	pages.NoStore(w.Header())
-	// Route on the cleaned path, so "/oauth2//sign_in" is sign_in and
-	// "/oauth2/../admin" never reaches here.
-	r2 := r.Clone(r.Context())
-	r2.URL.Path, r2.URL.RawPath = clean, ""
+	// Route on the decoded canonical path ("/oauth2/%73ign_in" is
+	// sign_in); dot segments never reach here.
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = clean, ""
+	r2.URL = &u
 	handler, pattern := h.mux.Handler(r2)
+	if strings.Contains(clean, "//") {
+		// ServeMux would redirect to the merged path; our endpoints have
+		// exactly one name each.
+		handler, pattern = nil, ""
+	}
 	noteHandler(r.Context(), handlerName(pattern, h.prefix))
-	if pattern == "" && h.otherMethodServes(r2) {
+	if pattern == "" && !strings.Contains(clean, "//") && h.otherMethodServes(r2) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		if pages.WantsJSON(r) {
 			pages.JSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
@@ -151,7 +180,8 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 // a wrong method gets 405 rather than 404.
 func (h *Handler) otherMethodServes(r *http.Request) bool {
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		probe := r.Clone(r.Context())
+		probe := new(http.Request)
+		*probe = *r
 		probe.Method = m
 		if _, pattern := h.mux.Handler(probe); pattern != "" {
 			return true
@@ -173,12 +203,12 @@ func handlerName(pattern, prefix string) string {
 }
 
 // gate decides whether a request for the upstream may pass.
-func (h *Handler) gate(w http.ResponseWriter, r *http.Request, clean string) {
-	if matchAny(h.o.Routes.SkipAuth, r.Method, clean) {
+func (h *Handler) gate(w http.ResponseWriter, r *http.Request, t target) {
+	if t.permits(func(method, path string) bool { return matchAny(h.o.Routes.SkipAuth, method, path) }) {
 		h.upstream.ServeHTTP(w, r)
 		return
 	}
-	f, ok := h.authorize(w, r, r.Method, clean)
+	f, ok := h.authorize(w, r, t)
 	if !ok {
 		return
 	}
@@ -211,17 +241,15 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded) boo
 
 // authorize authenticates the request (a bearer token, else the session
 // cookie) and applies the provider's filters, the token's scopes and the
-// route's policy. When it returns false it has written the answer. With
-// an empty clean path (forward-auth without a trusted original URL) no
-// route policy or scope applies.
-func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, method, clean string) (*forwarded, bool) {
+// route's policy. When it returns false it has written the answer.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, t target) (*forwarded, bool) {
 	if raw, ok := bearer(r); ok {
-		return h.authorizeBearer(w, r, raw, method, clean)
+		return h.authorizeBearer(w, r, raw, t)
 	}
 	s, err := h.o.Sessions.Load(r.Context(), r)
 	switch {
 	case errors.Is(err, session.ErrNoSession):
-		h.unauthenticated(w, r, clean)
+		h.unauthenticated(w, r, t)
 		return nil, false
 	case err != nil:
 		h.o.Logger.Error("session store unavailable", "err", err)
@@ -237,9 +265,15 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, method, clea
 	if s.Token != nil {
 		f.accessToken = s.Token.AccessToken
 	}
-	if d := h.check(f.identity, false, method, clean); !d.Allowed {
-		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", s.Identity.User, "path", clean)
+	if d := h.check(f.identity, false, t); !d.Allowed {
+		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", s.Identity.User, "path", t.path.Decoded)
 		h.denied(w, r, f.identity, d)
+		return nil, false
+	}
+	if t.kind == routeUnknown && len(h.o.Policies) > 0 {
+		// Route policies exist but the route is unknown (no original URL
+		// from a trusted proxy): fail closed rather than skip them.
+		h.forwardAuthRefused(w, "the original request URL is unknown, so route policies cannot be applied")
 		return nil, false
 	}
 	return f, true
@@ -249,7 +283,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, method, clea
 // tightened list or a removed provider takes effect for live sessions
 // too) and the route's policy. Static machine tokens have no provider:
 // the operator who listed them vouched for them; only policies apply.
-func (h *Handler) check(id identity.Identity, static bool, method, clean string) filters.Decision {
+func (h *Handler) check(id identity.Identity, static bool, t target) filters.Decision {
 	if !static {
 		prov, ok := h.o.Login.Provider(id.Provider)
 		if !ok {
@@ -259,19 +293,19 @@ func (h *Handler) check(id identity.Identity, static bool, method, clean string)
 			return d
 		}
 	}
-	if clean == "" {
+	if t.kind != routeKnown {
 		return filters.Allow
 	}
-	return h.o.Policies.Check(method, clean, id)
+	return t.restrict(h.o.Policies, id)
 }
 
 // authorizeBearer authenticates by an Authorization: Bearer token alone.
-func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw, method, clean string) (*forwarded, bool) {
+func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw string, tgt target) (*forwarded, bool) {
 	if h.o.Tokens == nil {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "bearer tokens are not enabled here")
 		return nil, false
 	}
-	t, err := h.o.Tokens.Lookup(r.Context(), raw)
+	tok, err := h.o.Tokens.Lookup(r.Context(), raw)
 	switch {
 	case errors.Is(err, tokens.ErrUnknown):
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "the token is unknown, expired or revoked")
@@ -281,18 +315,27 @@ func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw, m
 		h.unavailable(w, r)
 		return nil, false
 	}
-	if clean != "" && !h.o.Tokens.Scopes().Allows(t.Scopes, method, clean) {
+	switch tgt.kind {
+	case routeUnknown:
+		// A token reaches only its scopes; with the route unknown they
+		// cannot be checked, so nothing is reached.
 		h.o.Metrics.Denied("scope")
-		bearerError(w, http.StatusForbidden, "insufficient_scope", "the token's scopes do not reach this request")
+		bearerError(w, http.StatusForbidden, "insufficient_scope", "the original request URL is unknown, so the token's scopes cannot be checked")
 		return nil, false
+	case routeKnown:
+		if !tgt.permits(func(method, path string) bool { return h.o.Tokens.Scopes().Allows(tok.Scopes, method, path) }) {
+			h.o.Metrics.Denied("scope")
+			bearerError(w, http.StatusForbidden, "insufficient_scope", "the token's scopes do not reach this request")
+			return nil, false
+		}
 	}
-	if d := h.check(t.Identity, t.Static, method, clean); !d.Allowed {
+	if d := h.check(tok.Identity, tok.Static, tgt); !d.Allowed {
 		h.o.Metrics.Denied(string(d.Kind))
-		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", t.Identity.User, "path", clean)
+		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", tok.Identity.User, "path", tgt.path.Decoded)
 		pages.JSONError(w, http.StatusForbidden, "forbidden", strings.TrimSuffix(d.Message(), "."))
 		return nil, false
 	}
-	return &forwarded{identity: t.Identity, sid: t.ID, cacheKey: "t|" + t.ID, bearer: true}, true
+	return &forwarded{identity: tok.Identity, sid: tok.ID, cacheKey: "t|" + tok.ID, bearer: true}, true
 }
 
 // bearer returns the token of an "Authorization: Bearer" header.
@@ -335,8 +378,9 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, s *session.
 	return nil, false
 }
 
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, clean string) {
-	if matchAny(h.o.Routes.API, "", clean) || pages.WantsJSON(r) {
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, t target) {
+	api := t.kind == routeKnown && t.matches(func(_, path string) bool { return matchAny(h.o.Routes.API, "", path) })
+	if api || pages.WantsJSON(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
 		pages.JSONError(w, http.StatusUnauthorized, "unauthorized", "authentication required")
 		return
@@ -380,7 +424,7 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 	// revalidation), answered in JSON; no route policy applies here.
 	r = r.Clone(r.Context())
 	r.Header.Set("Accept", "application/json")
-	f, ok := h.authorize(w, r, "", "")
+	f, ok := h.authorize(w, r, target{kind: routeNone})
 	if !ok {
 		return
 	}
@@ -396,20 +440,40 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// forwardAuth serves GET /oauth2/auth for nginx auth_request, Traefik
-// forwardAuth and Envoy: 202 with identity headers, 401 or 403. It always
-// answers JSON; the proxy in front turns a 401 into a sign-in redirect.
+// forwardAuth serves GET /oauth2/auth for nginx auth_request and Traefik
+// forwardAuth: 202 with identity headers, 401 or 403. It always answers
+// JSON; the proxy in front turns a 401 into a sign-in redirect.
 func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
-	method, path, ok := h.originalRequest(r)
-	if !ok && len(h.o.Policies) > 0 {
-		// Route policies exist but the route is unknown (no original URL
-		// from a trusted proxy): fail closed rather than skip them.
-		pages.JSONError(w, http.StatusForbidden, "forbidden", "the original request URL is unknown, so route policies cannot be applied")
+	t, reason := h.originalRequest(r)
+	if reason != "" {
+		h.forwardAuthRefused(w, reason)
 		return
 	}
+	h.forwardAuthFor(w, r, t)
+}
+
+// envoyCheck serves Envoy's HTTP ext_authz form, /oauth2/auth/<original
+// path> with the original method. rawPath is the original path as
+// received; the check never lands on any other endpoint.
+func (h *Handler) envoyCheck(w http.ResponseWriter, r *http.Request, rawPath string) {
+	pages.NoStore(w.Header())
+	noteHandler(r.Context(), "auth")
+	t := target{kind: routeUnknown, method: canonicalMethod(r.Method)}
+	if h.trusted.trusts(r) {
+		p, err := canonical.Parse(rawPath, h.o.Routes.Paths)
+		if err != nil {
+			h.forwardAuthRefused(w, "the original request path is not canonical: "+reasonOf(err))
+			return
+		}
+		t.path, t.kind = p, routeKnown
+	}
+	h.forwardAuthFor(w, r, t)
+}
+
+func (h *Handler) forwardAuthFor(w http.ResponseWriter, r *http.Request, t target) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Accept", "application/json")
-	f, ok := h.authorize(w, r, method, path)
+	f, ok := h.authorize(w, r, t)
 	if !ok || !h.sign(w, r, f) {
 		return
 	}
@@ -426,6 +490,21 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// forwardAuthRefused answers a check about a request that must not pass
+// whoever asks: 403, which every forward-auth proxy passes on as a denial.
+func (h *Handler) forwardAuthRefused(w http.ResponseWriter, reason string) {
+	h.o.Metrics.Denied("path")
+	pages.JSONError(w, http.StatusForbidden, "forbidden", reason)
+}
+
+func reasonOf(err error) string {
+	var ce *canonical.Error
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return "it cannot be read"
+}
+
 // jwks serves the public keys that verify the assertion header.
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {
 	if h.o.Assertion == nil {
@@ -436,31 +515,55 @@ func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(h.o.Assertion.JWKS())
 }
 
-// originalRequest is the method and cleaned path of the request a
-// forward-auth call asks about, believed only from a trusted proxy.
-func (h *Handler) originalRequest(r *http.Request) (method, path string, ok bool) {
+// originalRequest is the canonical method and path of the request a
+// forward-auth call asks about, believed only from a trusted proxy. An
+// unknown original request gives routeUnknown; one that is known but not
+// canonical gives a reason to refuse it.
+func (h *Handler) originalRequest(r *http.Request) (t target, refused string) {
+	unknown := target{kind: routeUnknown, method: http.MethodGet}
 	if !h.trusted.trusts(r) {
-		return "", "", false
-	}
-	if rest, ok := strings.CutPrefix(r.URL.Path, h.prefix+"/auth/"); ok {
-		return r.Method, CleanPath(&http.Request{URL: &url.URL{Path: "/" + rest}}), true
+		return unknown, ""
 	}
 	raw := r.Header.Get("X-Original-URL")
 	if raw == "" {
 		raw = r.Header.Get("X-Forwarded-Uri")
 	}
 	if raw == "" {
-		return "", "", false
+		return unknown, ""
 	}
-	u, err := url.Parse(raw)
+	method := http.MethodGet
+	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
+		method = canonicalMethod(m)
+		if !isToken(method) {
+			return unknown, "the original request method is not a valid method"
+		}
+	}
+	// nginx sends a whole URL ($scheme://$host$request_uri), Traefik a
+	// path. A value starting with "//" is a path (never a host), and so is
+	// anything else that is not an http(s) URL.
+	path, ok := canonical.RawPath(raw)
+	if !ok {
+		return unknown, "the original request URL is not a path or an http(s) URL"
+	}
+	p, err := canonical.Parse(path, h.o.Routes.Paths)
 	if err != nil {
-		return "", "", false
+		return unknown, "the original request path is not canonical: " + reasonOf(err)
 	}
-	method = r.Header.Get("X-Forwarded-Method")
-	if method == "" {
-		method = http.MethodGet
+	return target{kind: routeKnown, method: method, path: p}, ""
+}
+
+// isToken reports whether m is an HTTP token (RFC 9110), as a method must be.
+func isToken(m string) bool {
+	if m == "" {
+		return false
 	}
-	return method, CleanPath(&http.Request{URL: u}), true
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // ready serves /ready: 200 only when the session store and every

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/pages"
+	"github.com/gatehouse/gatehouse/tokens"
 )
 
 type ctxKey int
@@ -74,6 +76,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.rp.Serv
 func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	pr.SetURL(u.target)
+	// The query goes upstream exactly as received (ReverseProxy would drop
+	// parameters it cannot parse); decisions never read it.
+	out.URL.RawQuery = in.URL.RawQuery
 	if u.cfg.PassHostHeader {
 		out.Host = in.Host
 	}
@@ -93,6 +98,7 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 
 	u.headers.strip(out.Header)
 	stripCookie(out.Header, u.cookie)
+	stripGatehouseTokens(out.Header)
 	if f, ok := in.Context().Value(forwardKey).(*forwarded); ok {
 		if f.bearer {
 			out.Header.Del("Authorization")
@@ -138,4 +144,19 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.m.UpstreamDuration.Observe(time.Since(start).Seconds())
 	}
 	return resp, err
+}
+
+// stripGatehouseTokens removes credentials that carry a token Gatehouse
+// issued (gth_...), whatever the route: such a token is for Gatehouse
+// alone, and an upstream (or its logs) must never see it.
+func stripGatehouseTokens(h http.Header) {
+	for _, name := range []string{"Authorization", "Proxy-Authorization"} {
+		for _, v := range h.Values(name) {
+			_, cred, _ := strings.Cut(strings.TrimSpace(v), " ")
+			if strings.HasPrefix(strings.TrimSpace(cred), tokens.Prefix) {
+				h.Del(name)
+				break
+			}
+		}
+	}
 }

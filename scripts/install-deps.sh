@@ -18,9 +18,17 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Debian would start the packaged nginx and memcached as services; the
+# tests run their own, so no service is started during the install (a
+# policy-rc.d that says "not now"), and nothing is ever stopped by name.
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 0755 "$policy"
+  added_policy=1
+fi
+cleanup() { [ -n "$added_policy" ] && $SUDO rm -f "$policy"; return 0; }
+trap cleanup EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts the packaged nginx on port 80; the tests run their own.
-if [[ " ${need[*]} " == *" nginx-light "* ]]; then
-  $SUDO pkill -x nginx 2>/dev/null || true
-fi
