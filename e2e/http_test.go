@@ -87,9 +87,13 @@ func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
 		t.Fatalf("skip-auth route: %d", code)
 	}
 	assertNoSpoof(t, e)
-	// "/public/../admin" is "/admin": not a skip-auth route.
-	if code, _ := getJSON(t, httpClient(t), s.URL+"/public/%2e%2e/admin", nil); code != http.StatusUnauthorized {
-		t.Errorf("/public/%%2e%%2e/admin without sign-in: %d, want 401", code)
+	// "/public/../admin" is "/admin": not a skip-auth route. It is sent
+	// there (308), and /admin needs sign-in.
+	if code, _ := getJSON(t, httpClient(t), s.URL+"/public/%2e%2e/admin", nil); code != http.StatusPermanentRedirect {
+		t.Errorf("/public/%%2e%%2e/admin without sign-in: %d, want 308", code)
+	}
+	if code, _ := getJSON(t, httpClient(t), s.URL+"/admin", nil); code != http.StatusUnauthorized {
+		t.Errorf("/admin without sign-in: %d, want 401", code)
 	}
 }
 

@@ -48,13 +48,15 @@ func newCheckCommand(stdout io.Writer, environ []string) *cobra.Command {
 		Use:   "check",
 		Short: "Validate the configuration and print it with secrets redacted",
 		Args:  cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := loadConfig(configFile(file, getenvFrom(environ)), environ)
 			if err != nil {
 				return err
 			}
+			// Warnings go to stderr, one line each; they never change
+			// the exit code.
 			for _, w := range l.Warnings {
-				fmt.Fprintln(stdout, "# warning:", w)
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if l.File != "" {
 				fmt.Fprintf(stdout, "# configuration from %s and the environment\n", l.File)

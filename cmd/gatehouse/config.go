@@ -1,29 +1,33 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/assertion"
-	"github.com/gatehouse/gatehouse/tokens"
 	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/gatehouse/gatehouse/assertion"
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
+	"github.com/gatehouse/gatehouse/tokens"
 )
 
 // Config is the whole configuration file. Each section's type belongs to
@@ -52,6 +56,7 @@ func defaultConfig() Config {
 		Server: proxy.ServerConfig{Listen: ":4180", PathPrefix: "/oauth2", MetricsListen: ":9180"},
 		Upstream: proxy.UpstreamConfig{
 			URL: "http://127.0.0.1:8080", PassHostHeader: true, Timeout: 30 * time.Second,
+			EncodedSlashes: "reject", PathParameters: "reject",
 		},
 		Auth: authn.Config{
 			GitHub: authn.GitHubConfig{
@@ -61,7 +66,8 @@ func defaultConfig() Config {
 			GitLab: authn.GitLabConfig{URL: "https://gitlab.com", Scopes: []string{"openid", "profile", "email"}},
 		},
 		Session: session.Config{
-			CookieName: "_gatehouse", CookieSecure: true, CookieSameSite: "lax",
+			// CookieName is derived after loading: see defaultCookieName.
+			CookieSecure: true, CookieSameSite: "lax",
 			Lifetime: 168 * time.Hour, IdleTimeout: 24 * time.Hour, RevalidateInterval: time.Hour,
 			Store: sessionstore.Config{Type: "memory", Memcache: sessionstore.MemcacheConfig{
 				Servers: []string{"127.0.0.1:11211"}, Timeout: 250 * time.Millisecond, MaxIdleConns: 64,
@@ -94,6 +100,19 @@ type Loaded struct {
 	Keys      []assertion.Key // assertion signing keys from files; empty: generate
 	Scopes    tokens.Scopes
 	Statics   tokens.Statics
+	// Files are the other files the configuration names (allowed e-mails,
+	// *_file secrets, signing keys, the TLS pair): a change to any of them
+	// reloads the configuration, as a change to File does.
+	Files []string
+	stamp [32]byte // filesHash(watched()) of the contents loaded
+}
+
+// watched lists every file whose content the configuration depends on.
+func (l *Loaded) watched() []string {
+	if l.File == "" {
+		return l.Files
+	}
+	return append([]string{l.File}, l.Files...)
 }
 
 // ConfigError is an invalid configuration: one line per problem.
@@ -112,12 +131,33 @@ func formatProblem(p confcheck.Problem) string {
 	if key == "" {
 		return p.Message
 	}
-	env := confcheck.EnvName(strings.NewReplacer("[", "_", "]", "").Replace(key))
-	if strings.Contains(key, "[") {
-		// A list element has no variable of its own; the list does.
-		env = confcheck.EnvName(key[:strings.Index(key, "[")])
+	return fmt.Sprintf("%s (%s): %s", key, envFor(key), p.Message)
+}
+
+// structureKeys are the keys set from the environment as one JSON value.
+var structureKeys = sync.OnceValue(func() []string {
+	var out []string
+	for _, k := range leafKeys(reflect.TypeOf(Config{}), "") {
+		if k.kind == kindStructure {
+			out = append(out, k.path)
+		}
 	}
-	return fmt.Sprintf("%s (%s): %s", key, env, p.Message)
+	return out
+})
+
+// envFor names the variable that sets key. Whatever lies inside a value
+// given as JSON (policies[0].path, tokens.scopes.read[0].paths) is set by
+// that JSON's variable; any other list element by its list's variable.
+func envFor(key string) string {
+	for _, s := range structureKeys() {
+		if key == s || strings.HasPrefix(key, s+".") || strings.HasPrefix(key, s+"[") {
+			return confcheck.EnvName(s)
+		}
+	}
+	if i := strings.Index(key, "["); i >= 0 {
+		key = key[:i]
+	}
+	return confcheck.EnvName(key)
 }
 
 // configFile picks the file: --config, else GATEHOUSE_CONFIG, else
@@ -145,16 +185,24 @@ func loadConfig(file string, environ []string) (*Loaded, error) {
 	for k, val := range def {
 		v.SetDefault(k, val)
 	}
+	// stamp fingerprints every file as it is read (the others just before
+	// they are), so that the watcher sees any later change.
+	stamp := sha256.New()
 	if file != "" {
-		v.SetConfigFile(file)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		b, err := os.ReadFile(file)
+		if err == nil {
+			v.SetConfigType("yaml")
+			err = v.ReadConfig(bytes.NewReader(b))
+		}
+		if err != nil {
 			return nil, &ConfigError{Problems: confcheck.Problems{{Message: fmt.Sprintf("cannot read config file %s: %v", file, err)}}}
 		}
+		stampFile(stamp, file, b, nil)
 	}
 	var ps confcheck.Problems
 	warnings := applyEnv(v, keys, environ)
-	unknownKeys(&ps, v.AllSettings(), reflect.TypeOf(Config{}), "")
+	settings := v.AllSettings()
+	unknownKeys(&ps, settings, reflect.TypeOf(Config{}), "")
 
 	cfg := Config{}
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
@@ -167,19 +215,104 @@ func loadConfig(file string, environ []string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := dec.Decode(v.AllSettings()); err != nil {
-		ps = append(ps, decodeProblems(err)...)
+	var undecoded confcheck.Problems
+	if err := dec.Decode(settings); err != nil {
+		undecoded = decodeProblems(err)
+		ps = append(ps, undecoded...)
+	}
+	cfg.Session.CookieName = defaultCookieName(cfg.Session, cfg.Server.PublicURL)
+	files := namedFiles(reflect.ValueOf(cfg))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		stampFile(stamp, f, b, err)
+	}
+	// Validate even when some keys could not be read, so that every
+	// problem is reported at once; a key that could not be read is left
+	// out of validation, which would only complain about its zero value.
+	l, vps := validate(cfg)
+	for _, p := range vps {
+		if !underAny(p.Key, undecoded) {
+			ps = append(ps, p)
+		}
 	}
 	if len(ps) > 0 {
 		return nil, &ConfigError{Problems: ps}
 	}
-	l, vps := validate(cfg)
-	if len(vps) > 0 {
-		return nil, &ConfigError{Problems: vps}
-	}
 	l.File = file
+	l.Files = files
+	copy(l.stamp[:], stamp.Sum(nil))
 	l.Warnings = append(warnings, l.Warnings...)
 	return l, nil
+}
+
+// underAny reports whether key is, or lies inside, the key of one of ps.
+func underAny(key string, ps confcheck.Problems) bool {
+	for _, p := range ps {
+		if p.Key != "" && (key == p.Key || strings.HasPrefix(key, p.Key+".") || strings.HasPrefix(key, p.Key+"[")) {
+			return true
+		}
+	}
+	return false
+}
+
+// defaultCookieName is session.cookie_name when none is configured:
+// "__Host-gatehouse" when the cookie can carry that prefix (an https
+// public URL, cookie_secure and no cookie_domain), so that no sibling
+// host can set or shadow it; "_gatehouse" otherwise.
+func defaultCookieName(c session.Config, publicURL string) string {
+	if c.CookieName != "" {
+		return c.CookieName
+	}
+	u, err := url.Parse(publicURL)
+	if err == nil && strings.EqualFold(u.Scheme, "https") && c.CookieSecure && c.CookieDomain == "" {
+		return "__Host-gatehouse"
+	}
+	return "_gatehouse"
+}
+
+// namedFiles lists, in order and once each, the files a configuration
+// names: every non-empty key ending in _file and every entry of a key
+// ending in _files.
+func namedFiles(v reflect.Value) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(f string) {
+		if f != "" && !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	var walk func(v reflect.Value, name string)
+	walk = func(v reflect.Value, name string) {
+		switch v.Kind() {
+		case reflect.Struct:
+			t := v.Type()
+			for i := 0; i < t.NumField(); i++ {
+				tag, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
+				walk(v.Field(i), tag)
+			}
+		case reflect.Map:
+			keys := v.MapKeys()
+			sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+			for _, k := range keys {
+				walk(v.MapIndex(k), "")
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i), name)
+			}
+		case reflect.Pointer, reflect.Interface:
+			if !v.IsNil() {
+				walk(v.Elem(), name)
+			}
+		case reflect.String:
+			if strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files") {
+				add(v.String())
+			}
+		}
+	}
+	walk(v, "")
+	return out
 }
 
 // validate asks every section to check itself.
@@ -205,6 +338,8 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	l.Scopes, l.Statics, sps = cfg.Tokens.Compile()
 	ps.Nest("tokens", sps)
 	ps.Nest("logging", cfg.Logging.Validate())
+	ps = append(ps, crossChecks(cfg, ps)...)
+	l.Warnings = append(l.Warnings, patternWarnings(cfg)...)
 	l.Config = cfg
 	return l, ps
 }
@@ -296,11 +431,7 @@ func applyEnv(v *viper.Viper, keys []keyInfo, environ []string) []string {
 		}
 		unknown = append(unknown, name)
 	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	return []string{"ignoring environment variables that name no configuration key: " + strings.Join(unknown, ", ")}
+	return unknownEnvWarnings(unknown, byEnv, maps)
 }
 
 var mapEntryName = regexp.MustCompile(`^[A-Z][A-Z0-9]*$`)
@@ -328,43 +459,93 @@ func namedMapKey(maps []keyInfo, env string) (string, bool) {
 	return "", false
 }
 
-// unknownKeys reports keys in the file that the configuration does not
-// have, so a typo is an error rather than a silently ignored setting.
-func unknownKeys(ps *confcheck.Problems, settings map[string]any, t reflect.Type, prefix string) {
-	fields := map[string]reflect.Type{}
-	var collect func(t reflect.Type)
-	collect = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-			if opts == "squash" {
-				collect(f.Type)
+// unknownKeys reports keys the configuration does not have, at any depth:
+// in sections, in named maps (auth.oidc.NAME), in lists of objects
+// (policies[i], tokens.static[i]) and in maps of lists
+// (tokens.scopes.NAME[i]). A typo is then an error rather than a silently
+// ignored setting: a dropped "expire_at" makes a token live for ever. A
+// list of objects or a map set from the environment arrives as JSON text
+// and is read the same way.
+func unknownKeys(ps *confcheck.Problems, val any, t reflect.Type, path string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if s, ok := val.(string); ok && structuredType(t) {
+		var parsed any
+		if json.Unmarshal([]byte(strings.TrimSpace(s)), &parsed) != nil {
+			return // not JSON: the decoder reports that
+		}
+		val = parsed
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := val.(map[string]any)
+		if !ok || t == reflect.TypeOf(time.Time{}) {
+			return
+		}
+		fields := structFields(t)
+		for _, k := range sortedKeys(m) {
+			path := confcheck.Join(path, k)
+			ft, ok := fields[strings.ToLower(k)]
+			if !ok {
+				ps.Addf(path, "unknown key")
 				continue
 			}
-			fields[name] = f.Type
+			unknownKeys(ps, m[k], ft, path)
+		}
+	case reflect.Map:
+		m, ok := val.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			unknownKeys(ps, m[k], t.Elem(), confcheck.Join(path, k))
+		}
+	case reflect.Slice:
+		list, ok := val.([]any)
+		if !ok {
+			return
+		}
+		for i, e := range list {
+			unknownKeys(ps, e, t.Elem(), path+"["+strconv.Itoa(i)+"]")
 		}
 	}
-	collect(t)
-	for k, val := range settings {
-		ft, ok := fields[k]
-		path := confcheck.Join(prefix, k)
-		if !ok {
-			ps.Addf(path, "unknown key")
+}
+
+// structuredType says whether a key of type t is set from the environment
+// as JSON: a map, or a list of objects.
+func structuredType(t reflect.Type) bool {
+	return t.Kind() == reflect.Map || (t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct)
+}
+
+// structFields maps a struct's keys (lower case, as viper and mapstructure
+// compare them) to their types, with squashed structs' keys inlined.
+func structFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if opts == "squash" {
+			for k, ft := range structFields(f.Type) {
+				fields[k] = ft
+			}
 			continue
 		}
-		sub, isMap := val.(map[string]any)
-		switch {
-		case !isMap:
-		case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
-			unknownKeys(ps, sub, ft, path)
-		case ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct:
-			for name, entry := range sub {
-				if em, ok := entry.(map[string]any); ok {
-					unknownKeys(ps, em, ft.Elem(), path+"."+name)
-				}
-			}
+		if name == "" || name == "-" {
+			continue
 		}
+		fields[strings.ToLower(name)] = f.Type
 	}
+	return fields
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // flatten turns a struct into dotted keys and values, for viper defaults.
@@ -396,26 +577,74 @@ func flatten(v reflect.Value, prefix string) map[string]any {
 	return out
 }
 
-// commaListHook reads "a, b,c" as a list, as environment variables give them.
+// commaListHook reads a list given as one string, as environment variables
+// give them: see splitList.
 func commaListHook(from, to reflect.Type, data any) (any, error) {
 	if from.Kind() != reflect.String || to.Kind() != reflect.Slice || to.Elem().Kind() != reflect.String {
 		return data, nil
 	}
-	s := strings.TrimSpace(data.(string))
+	return splitList(data.(string))
+}
+
+// splitList reads "a, b,c" as a list. A value that starts with '[' and
+// parses as a JSON array of strings is that array. Otherwise it is split
+// on commas, but never on one inside (), {} or [] or after a backslash:
+// "^/v{1,2}/health$" is one regex, not the routes "^/v{1" and
+// "2}/health$".
+func splitList(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
 	if strings.HasPrefix(s, "[") {
 		var list []string
-		if err := json.Unmarshal([]byte(s), &list); err != nil {
+		err := json.Unmarshal([]byte(s), &list)
+		if err == nil {
+			return list, nil
+		}
+		if rest := strings.TrimSpace(s[1:]); rest == "" || rest[0] == '"' || rest[0] == ']' {
 			return nil, fmt.Errorf("not a JSON list of strings: %v", err)
 		}
-		return list, nil
+		// Not JSON: a regex such as "[a-z]+/x" that begins with a class.
 	}
 	out := []string{}
-	for _, part := range strings.Split(s, ",") {
+	for _, part := range splitTopLevel(s) {
 		if part = strings.TrimSpace(part); part != "" {
 			out = append(out, part)
 		}
 	}
 	return out, nil
+}
+
+// splitTopLevel splits s on the commas outside brackets. Inside a regex
+// character class ("[,]", "[^]{]") every character is literal; a
+// backslash escapes the character after it.
+func splitTopLevel(s string) []string {
+	var parts []string
+	depth, start, inClass := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			i++
+		case inClass:
+			inClass = c != ']'
+		case c == '[':
+			inClass = true
+			// A ']' first in the class ("[]]", "[^]]") is a literal.
+			if i+1 < len(s) && s[i+1] == '^' {
+				i++
+			}
+			if i+1 < len(s) && s[i+1] == ']' {
+				i++
+			}
+		case c == '(' || c == '{':
+			depth++
+		case (c == ')' || c == '}') && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
 }
 
 // jsonListHook reads a JSON value from the environment for keys that are

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -399,7 +400,6 @@ func TestUnknownNestedYAMLKeyIsAProblem(t *testing.T) {
 // policy below into "alice or bob, any group"; "expire_at" dropped makes
 // the token live for ever.
 func TestUnknownKeyInAListEntryIsAProblem(t *testing.T) {
-	t.Skip("BUG: cmd/gatehouse unknownKeys does not look inside list entries (policies[i], tokens.static[i]); see report")
 	for name, extra := range map[string]string{
 		"policies[0].allowed_group":  "policies:\n  - path: \"^/admin\"\n    allowed_users: [alice, bob]\n    allowed_group: [ops]\n",
 		"tokens.static[0].expire_at": "tokens:\n  static:\n    - name: ci\n      sha256: \"" + strings.Repeat("ab", 32) + "\"\n      scopes: [read]\n      expire_at: \"2020-01-01T00:00:00Z\"\n",
@@ -444,8 +444,8 @@ func TestServiceVariablesNeverShadowTheFile(t *testing.T) {
 	if code := run([]string{"check", "--config", writeFile(t, yml)}, strings.NewReader(""), &out, &errOut, env); code != 0 {
 		t.Fatalf("check exit %d: %s", code, errOut.String())
 	}
-	if !strings.Contains(out.String(), "# warning:") {
-		t.Errorf("check does not show the warning:\n%s", out.String())
+	if !strings.Contains(errOut.String(), "warning: ignoring environment variables") || strings.Contains(out.String(), "warning") {
+		t.Errorf("check does not show the warning on stderr:\nstdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 	}
 }
 
@@ -565,12 +565,376 @@ func TestHashToken(t *testing.T) {
 // lets any path ending in "2}/health" through unauthenticated. The value
 // must be kept whole or refused, never turned into other routes.
 func TestCommaInsideARegexFromTheEnvironment(t *testing.T) {
-	t.Skip("BUG: cmd/gatehouse commaListHook splits regex lists inside {m,n}; see report")
 	l, err := loadConfig("", append(minimalEnv(), "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=^/v{1,2}/health$"))
 	if err != nil {
 		return // refused: fine
 	}
 	if got := l.Config.Upstream.SkipAuthRoutes; !reflect.DeepEqual(got, []string{"^/v{1,2}/health$"}) {
 		t.Fatalf("skip_auth_routes = %q, want the one regex given", got)
+	}
+}
+
+// problemLines loads with env (and file, if any) and returns the lines of
+// the ConfigError, failing the test when loading succeeds.
+func problemLines(t *testing.T, file string, env []string) []string {
+	t.Helper()
+	_, err := loadConfig(file, env)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *ConfigError", err)
+	}
+	lines := strings.Split(ce.Error(), "\n")
+	for _, line := range lines {
+		if !problemLine.MatchString(line) {
+			t.Errorf("line %q is not `key (GATEHOUSE_KEY): message`", line)
+		}
+	}
+	return lines
+}
+
+func TestListsFromTheEnvironmentKeepBracketedCommas(t *testing.T) {
+	tests := []struct {
+		name  string
+		value string
+		want  []string
+	}{
+		{"repetition", `^/v{1,2}/health$`, []string{`^/v{1,2}/health$`}},
+		{"plain list", `^/a$, ^/b$`, []string{`^/a$`, `^/b$`}},
+		{"group and repetition", ` ^/(a|b)$ ,^/c{2,}$ `, []string{`^/(a|b)$`, `^/c{2,}$`}},
+		{"comma in a class", `^/x[,;]y$,^/z$`, []string{`^/x[,;]y$`, `^/z$`}},
+		{"escaped comma", `^/a\,b$`, []string{`^/a\,b$`}},
+		{"methods", `GET=^/v{1,2}$,POST=^/hook$`, []string{`GET=^/v{1,2}$`, `POST=^/hook$`}},
+		{"JSON array", `["^/a,b$", "^/c$"]`, []string{`^/a,b$`, `^/c$`}},
+		{"JSON array with spaces", ` [ "^/a{1,2}$" ] `, []string{`^/a{1,2}$`}},
+		{"leading class, not JSON", `^/x$,[/]health$`, []string{`^/x$`, `[/]health$`}},
+		{"class first, not JSON", `[/]health$,^/y$`, []string{`[/]health$`, `^/y$`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := loadConfig("", append(minimalEnv(), "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES="+tt.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := l.Config.Upstream.SkipAuthRoutes; !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("skip_auth_routes = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	lines := problemLines(t, "", append(minimalEnv(), `GATEHOUSE_UPSTREAM_API_ROUTES=["^/a", `))
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "upstream.api_routes (GATEHOUSE_UPSTREAM_API_ROUTES): not a JSON list of strings") {
+		t.Fatalf("broken JSON list: %q", lines)
+	}
+}
+
+func TestUnknownKeysAtAnyDepth(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		yaml string
+		env  string
+		want string
+	}{
+		{"policy entry in the file",
+			"policies:\n  - path: \"^/+ops\"\n    allowed_groups: [ops]\n  - path: \"^/+admin\"\n    allowed_users: [alice, bob]\n    allowed_group: [ops]\n", "",
+			"policies[1].allowed_group (GATEHOUSE_POLICIES): unknown key"},
+		{"static token in the file",
+			"tokens:\n  static:\n    - name: ci\n      sha256: \"" + hash + "\"\n      scopes: [read]\n      expire_at: \"2020-01-01T00:00:00Z\"\n", "",
+			"tokens.static[0].expire_at (GATEHOUSE_TOKENS_STATIC): unknown key"},
+		{"scope rule in the file",
+			"tokens:\n  scopes:\n    deploy:\n      - paths: [\"^/deploy$\"]\n        method: [POST]\n", "",
+			"tokens.scopes.deploy[0].method (GATEHOUSE_TOKENS_SCOPES): unknown key"},
+		{"policy from the environment", "",
+			`GATEHOUSE_POLICIES=[{"path":"^/+admin","allowed_users":["alice"],"allowed_group":["ops"]}]`,
+			"policies[0].allowed_group (GATEHOUSE_POLICIES): unknown key"},
+		{"static token from the environment", "",
+			`GATEHOUSE_TOKENS_STATIC=[{"name":"ci","sha256":"` + hash + `","scopes":["read"],"expire_at":"2020-01-01T00:00:00Z"}]`,
+			"tokens.static[0].expire_at (GATEHOUSE_TOKENS_STATIC): unknown key"},
+		{"scope rule from the environment", "",
+			`GATEHOUSE_TOKENS_SCOPES={"deploy":[{"paths":["^/deploy$"],"method":["POST"]}]}`,
+			"tokens.scopes.deploy[0].method (GATEHOUSE_TOKENS_SCOPES): unknown key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := ""
+			if tt.yaml != "" {
+				file = writeFile(t, minimalYAML+tt.yaml)
+			}
+			var env []string
+			if tt.env != "" {
+				env = append(minimalEnv(), tt.env)
+			}
+			lines := problemLines(t, file, env)
+			if !reflect.DeepEqual(lines, []string{tt.want}) {
+				t.Fatalf("problems %q, want only %q", lines, tt.want)
+			}
+		})
+	}
+	// The same entries spelled right load, whatever the case of the JSON keys.
+	env := append(minimalEnv(),
+		`GATEHOUSE_POLICIES=[{"Path":"^/+admin","allowed_users":["alice"]}]`,
+		`GATEHOUSE_TOKENS_STATIC=[{"name":"ci","sha256":"`+hash+`","scopes":["read"],"expires_at":"2030-01-01T00:00:00Z"}]`,
+	)
+	l, err := loadConfig("", env)
+	if err != nil {
+		t.Fatalf("correct entries refused: %v", err)
+	}
+	if len(l.Config.Policies) != 1 || l.Config.Policies[0].Path != "^/+admin" || l.Config.Tokens.Static[0].ExpiresAt == "" {
+		t.Fatalf("entries not read: %+v %+v", l.Config.Policies, l.Config.Tokens.Static)
+	}
+}
+
+func TestProblemsInsideJSONValuesNameTheirVariable(t *testing.T) {
+	tests := []struct {
+		env  string
+		want []string
+	}{
+		{`GATEHOUSE_POLICIES=[{"path":"^/(x"}]`, []string{
+			"policies[0].path (GATEHOUSE_POLICIES): not a valid regular expression",
+			"policies[0] (GATEHOUSE_POLICIES): a policy needs at least one allowed_* list",
+		}},
+		{`GATEHOUSE_TOKENS_SCOPES={"deploy":[{"paths":[]}]}`, []string{
+			"tokens.scopes.deploy[0].paths (GATEHOUSE_TOKENS_SCOPES): at least one path regex is required",
+		}},
+	}
+	for _, tt := range tests {
+		lines := problemLines(t, "", append(minimalEnv(), tt.env))
+		if len(lines) != len(tt.want) {
+			t.Errorf("%s: problems %q, want %d", tt.env, lines, len(tt.want))
+			continue
+		}
+		for i, w := range tt.want {
+			if !strings.HasPrefix(lines[i], w) {
+				t.Errorf("%s: line %q, want it to start with %q", tt.env, lines[i], w)
+			}
+		}
+	}
+}
+
+func TestNearMissEnvironmentVariablesGetASuggestion(t *testing.T) {
+	const value = "value-that-must-not-be-repeated"
+	tests := []struct {
+		name string
+		want string // "" for a plain warning without a suggestion
+	}{
+		{"GATEHOUSE_SESION_SECRET", "GATEHOUSE_SESSION_SECRET"},
+		{"GATEHOUSE_UPSTREAMURL", "GATEHOUSE_UPSTREAM_URL"},
+		{"GATEHOUSE_SESSION_IDLE_TIMOUT", "GATEHOUSE_SESSION_IDLE_TIMEOUT"},
+		{"GATEHOUSE_SESSIONSTOREMEMCACHESERVERS", "GATEHOUSE_SESSION_STORE_MEMCACHE_SERVERS"},
+		{"GATEHOUSE_AUTH_OIDC_CORP_CLIENTSECRET", "GATEHOUSE_AUTH_OIDC_CORP_CLIENT_SECRET"},
+		{"GATEHOUSE_CONFG", "GATEHOUSE_CONFIG"},
+		{"GATEHOUSE_PORT", ""},
+		{"GATEHOUSE_PORT_4180_TCP_ADDR", ""},
+		{"GATEHOUSE_SERVICE_HOST", ""},
+		{"GATEHOUSE_SERVICE_PORT_HTTPS", ""},
+		{"GATEHOUSE_METRICS_SERVICE_PORT", ""},
+		{"GATEHOUSE_NOTHING_LIKE_ANY_KEY", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := loadConfig("", append(minimalEnv(), tt.name+"="+value))
+			if err != nil {
+				t.Fatalf("an unknown variable is an error: %v", err)
+			}
+			if len(l.Warnings) != 1 {
+				t.Fatalf("warnings = %q, want one", l.Warnings)
+			}
+			w := l.Warnings[0]
+			if !strings.Contains(w, tt.name) || strings.Contains(w, value) {
+				t.Fatalf("warning %q: want it to name %s and not repeat its value", w, tt.name)
+			}
+			hint := strings.Contains(w, "did you mean")
+			if tt.want == "" && hint {
+				t.Fatalf("warning %q suggests a variable for %s", w, tt.name)
+			}
+			if tt.want != "" && !strings.HasSuffix(w, "did you mean "+tt.want+"?") {
+				t.Fatalf("warning %q, want it to end in \"did you mean %s?\"", w, tt.want)
+			}
+		})
+	}
+	var out, errOut bytes.Buffer
+	env := append(minimalEnv(), "GATEHOUSE_SESION_LIFETIME=1h", "GATEHOUSE_PORT=tcp://10.0.0.1:80")
+	if code := run([]string{"check"}, strings.NewReader(""), &out, &errOut, env); code != 0 {
+		t.Fatalf("check exit %d: %s", code, errOut.String())
+	}
+	want := "warning: GATEHOUSE_SESION_LIFETIME names no configuration key and is ignored; did you mean GATEHOUSE_SESSION_LIFETIME?\n" +
+		"warning: ignoring environment variables that name no configuration key: GATEHOUSE_PORT\n"
+	if errOut.String() != want {
+		t.Fatalf("check stderr:\n%s\nwant:\n%s", errOut.String(), want)
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	file := writeFile(t, minimalYAML+"sesion:\n  lifetime: 1h\n")
+	lines := problemLines(t, file, []string{
+		"GATEHOUSE_SESSION_LIFETIME=forever",
+		"GATEHOUSE_SERVER_LISTEN=4180",
+		"GATEHOUSE_UPSTREAM_URL=nope",
+		"GATEHOUSE_DEVICE_FLOW_POLL_INTERVAL=-5s",
+	})
+	want := []string{
+		"sesion (GATEHOUSE_SESION): unknown key",
+		"session.lifetime (GATEHOUSE_SESSION_LIFETIME): not a duration",
+		"server.listen (GATEHOUSE_SERVER_LISTEN): \"4180\" is not host:port",
+		"upstream.url (GATEHOUSE_UPSTREAM_URL):",
+		"device_flow.poll_interval (GATEHOUSE_DEVICE_FLOW_POLL_INTERVAL): must be a positive duration",
+	}
+	all := strings.Join(lines, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("missing %q in:\n%s", w, all)
+		}
+	}
+	if len(lines) != len(want) {
+		t.Errorf("%d problems, want %d (session.lifetime once):\n%s", len(lines), len(want), all)
+	}
+}
+
+func TestListenAddressesAreHostAndPort(t *testing.T) {
+	tests := []struct {
+		env  string
+		want string // "" when valid
+	}{
+		{"GATEHOUSE_SERVER_LISTEN=127.0.0.1:4180", ""},
+		{"GATEHOUSE_SERVER_LISTEN=[::1]:0", ""},
+		{"GATEHOUSE_SERVER_LISTEN=localhost:8080", ""},
+		{"GATEHOUSE_SERVER_LISTEN=4180", `server.listen (GATEHOUSE_SERVER_LISTEN): "4180" is not host:port`},
+		{"GATEHOUSE_SERVER_LISTEN=:99999", `server.listen (GATEHOUSE_SERVER_LISTEN): ":99999": the port must be a number from 0 to 65535`},
+		{"GATEHOUSE_SERVER_LISTEN=:http", `server.listen (GATEHOUSE_SERVER_LISTEN): ":http": the port must be a number`},
+		{"GATEHOUSE_SERVER_LISTEN=:-1", `server.listen (GATEHOUSE_SERVER_LISTEN): ":-1": the port must be a number`},
+		{"GATEHOUSE_SERVER_METRICS_LISTEN=", ""},
+		{"GATEHOUSE_SERVER_METRICS_LISTEN=localhost", `server.metrics_listen (GATEHOUSE_SERVER_METRICS_LISTEN): "localhost" is not host:port`},
+		{"GATEHOUSE_SERVER_METRICS_LISTEN=::1:9180", `server.metrics_listen (GATEHOUSE_SERVER_METRICS_LISTEN): "::1:9180" is not host:port`},
+		{"GATEHOUSE_SERVER_METRICS_LISTEN=:4180", `server.metrics_listen (GATEHOUSE_SERVER_METRICS_LISTEN): ":4180" is also server.listen`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			if tt.want == "" {
+				if _, err := loadConfig("", append(minimalEnv(), tt.env)); err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			lines := problemLines(t, "", append(minimalEnv(), tt.env))
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.want) {
+				t.Fatalf("problems %q, want one starting with %q", lines, tt.want)
+			}
+		})
+	}
+}
+
+func TestDurationsMustBePositive(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"memcache timeout with the memory store", []string{"GATEHOUSE_SESSION_STORE_MEMCACHE_TIMEOUT=0s"},
+			"session.store.memcache.timeout (GATEHOUSE_SESSION_STORE_MEMCACHE_TIMEOUT): must be a positive duration such as 30s, got 0s"},
+		{"assertion lifetime while assertions are off", []string{"GATEHOUSE_HEADERS_ASSERTION_ENABLED=false", "GATEHOUSE_HEADERS_ASSERTION_LIFETIME=-5m"},
+			"headers.assertion.lifetime (GATEHOUSE_HEADERS_ASSERTION_LIFETIME): must be a positive duration such as 30s, got -5m0s"},
+		{"device token lifetime while the device flow is off", []string{"GATEHOUSE_DEVICE_FLOW_TOKEN_LIFETIME=0"},
+			"device_flow.token_lifetime (GATEHOUSE_DEVICE_FLOW_TOKEN_LIFETIME): must be a positive duration such as 30s, got 0s"},
+		{"a section's own check is not repeated", []string{"GATEHOUSE_UPSTREAM_TIMEOUT=0s"},
+			"upstream.timeout (GATEHOUSE_UPSTREAM_TIMEOUT): must be a positive duration such as 30s"},
+		{"device flow on", []string{"GATEHOUSE_DEVICE_FLOW_ENABLED=true", "GATEHOUSE_DEVICE_FLOW_POLL_INTERVAL=-1s"},
+			"device_flow.poll_interval (GATEHOUSE_DEVICE_FLOW_POLL_INTERVAL): must be between 1s and 1m, got -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines := problemLines(t, "", append(minimalEnv(), tt.env...))
+			if !reflect.DeepEqual(lines, []string{tt.want}) {
+				t.Fatalf("problems %q, want only %q", lines, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckWarnsAboutPatterns(t *testing.T) {
+	policy := func(path string) string {
+		return `GATEHOUSE_POLICIES=[{"path":` + strconvQuote(path) + `,"allowed_groups":["ops"]}]`
+	}
+	tests := []struct {
+		name string
+		env  string
+		want []string // warning lines on stderr, without "warning: "
+	}{
+		{"anchored routes", "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=^/health$,GET=^/public/", nil},
+		{"unanchored skip-auth route", "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=/health$", []string{
+			`upstream.skip_auth_routes: the pattern "/health$" is not anchored at the start, so it matches any path that merely contains it; write "^/health$"`}},
+		{"unanchored skip-auth route with a method", "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=GET=/status", []string{
+			`upstream.skip_auth_routes: the pattern "GET=/status" is not anchored at the start, so it matches any path that merely contains it; write "GET=^/status"`}},
+		{"unanchored API route", "GATEHOUSE_UPSTREAM_API_ROUTES=/api/", []string{
+			`upstream.api_routes: the pattern "/api/" is not anchored at the start, so it matches any path that merely contains it; write "^/api/"`}},
+		{"alternation anchored on every branch", "GATEHOUSE_UPSTREAM_API_ROUTES=^/a/|^/b/", nil},
+		{"alternation with a loose branch", "GATEHOUSE_UPSTREAM_API_ROUTES=^/a/|/b/", []string{
+			`upstream.api_routes: the pattern "^/a/|/b/" is not anchored at the start, so it matches any path that merely contains it; write "^(?:^/a/|/b/)"`}},
+		{"policy without ^", policy("/admin"), []string{
+			`policies[0].path: the pattern "/admin" is not anchored at the start, so it matches any path that merely contains it; write "^/admin"`}},
+		{"policy on ^/name", policy("^/admin(/|$)"), []string{
+			`policies[0].path: the pattern "^/admin(/|$)" does not match "//admin", which many upstreams serve as "/admin" (Gatehouse does not merge slashes); write "^/+admin(/|$)"`}},
+		{"policy with flags", policy("(?i)^/admin"), []string{
+			`policies[0].path: the pattern "(?i)^/admin" does not match "//admin", which many upstreams serve as "/admin" (Gatehouse does not merge slashes); write "(?i)^/+admin"`}},
+		{"policy covering //", policy("^/+admin(/|$)"), nil},
+		{"unanchored scope path", `GATEHOUSE_TOKENS_SCOPES={"deploy":[{"paths":["^/deploy$","/hooks/"]}]}`, []string{
+			`tokens.scopes.deploy[0].paths: the pattern "/hooks/" is not anchored at the start, so it matches any path that merely contains it; write "^/hooks/"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run([]string{"check"}, strings.NewReader(""), &out, &errOut, append(minimalEnv(), tt.env)); code != 0 {
+				t.Fatalf("check exit %d, want 0 with only warnings:\n%s", code, errOut.String())
+			}
+			var want string
+			for _, w := range tt.want {
+				want += "warning: " + w + "\n"
+			}
+			if errOut.String() != want {
+				t.Fatalf("check stderr:\n%s\nwant:\n%s", errOut.String(), want)
+			}
+		})
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func TestSessionCookieNameDefault(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"https public URL", nil, "__Host-gatehouse"},
+		{"http public URL", []string{"GATEHOUSE_SERVER_PUBLIC_URL=http://localhost:4180"}, "_gatehouse"},
+		{"cookie domain", []string{"GATEHOUSE_SESSION_COOKIE_DOMAIN=example.com"}, "_gatehouse"},
+		{"cookie not secure", []string{"GATEHOUSE_SESSION_COOKIE_SECURE=false"}, "_gatehouse"},
+		{"configured name", []string{"GATEHOUSE_SESSION_COOKIE_NAME=dash_session"}, "dash_session"},
+		{"configured legacy name", []string{"GATEHOUSE_SESSION_COOKIE_NAME=_gatehouse"}, "_gatehouse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := loadConfig("", append(minimalEnv(), tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := l.Config.Session.CookieName; got != tt.want {
+				t.Fatalf("session.cookie_name = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// From a file too, and `check` shows the name in use.
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--config", writeFile(t, minimalYAML)}, strings.NewReader(""), &out, &errOut, nil); code != 0 {
+		t.Fatalf("check exit %d: %s", code, errOut.String())
+	}
+	var printed struct {
+		Session struct {
+			CookieName string `yaml:"cookie_name"`
+		} `yaml:"session"`
+	}
+	if err := yaml.Unmarshal(out.Bytes(), &printed); err != nil || printed.Session.CookieName != "__Host-gatehouse" {
+		t.Fatalf("check printed cookie_name %q (%v):\n%s", printed.Session.CookieName, err, out.String())
 	}
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/tokens"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
+	"github.com/gatehouse/gatehouse/tokens"
 )
 
 // shutdownGrace bounds how long in-flight requests may finish on SIGTERM.
@@ -37,6 +38,7 @@ func newLogger(w io.Writer, c LoggingConfig) *slog.Logger {
 // app holds what lives as long as the process, across configuration
 // reloads: the session store (so sessions survive a reload), the metrics,
 // and a generated assertion key (so upstreams' cached key sets stay good).
+// The handler and the TLS certificate are swapped by reloads.
 type app struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
@@ -44,9 +46,14 @@ type app struct {
 	raw     sessionstore.Store // as built, for Close
 	genKey  *assertion.Key
 	current atomic.Pointer[http.Handler]
+	cert    atomic.Pointer[tls.Certificate] // nil: plain HTTP
 }
 
 func newApp(l *Loaded, log *slog.Logger) (*app, error) {
+	cert, err := loadCertificate(l)
+	if err != nil {
+		return nil, fmt.Errorf("server.tls_cert_file: %w", err)
+	}
 	store, err := sessionstore.New(l.Config.Session.Store)
 	if err != nil {
 		return nil, err
@@ -58,7 +65,26 @@ func newApp(l *Loaded, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.current.Store(&h)
+	if cert != nil {
+		a.cert.Store(cert)
+	}
 	return a, nil
+}
+
+// certificateSource serves the TLS certificate of the current
+// configuration, so that a renewed certificate applies without a restart.
+type certificateSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// GetCertificate implements certificateSource with the certificate of the
+// configuration now serving.
+func (a *app) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c := a.cert.Load()
+	if c == nil {
+		return nil, errors.New("no TLS certificate is configured")
+	}
+	return c, nil
 }
 
 // close releases the store's connections and background work.
@@ -168,9 +194,10 @@ func serve(ctx context.Context, l *Loaded, log *slog.Logger, environ []string) e
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", l.Config.Server.Listen, err)
 	}
-	if l.File != "" {
-		go watchConfig(ctx, a, l, environ)
-	}
+	// Watch even without a config file: the environment may name files
+	// (e-mails, secrets, the TLS pair), and SIGHUP must never end the
+	// process.
+	go watchConfig(ctx, a, l, environ, reloadPoll)
 	return serveOn(ctx, ln, a, l, log)
 }
 
@@ -198,7 +225,13 @@ func serveOn(ctx context.Context, ln net.Listener, handler http.Handler, l *Load
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if c := l.Config.Server; c.TLSCertFile != "" {
+		c := l.Config.Server
+		if cs, ok := handler.(certificateSource); ok && c.TLSCertFile != "" {
+			// The certificate is looked up per handshake, so that one
+			// renewed on disk is served after the reload that reads it.
+			srv.TLSConfig = &tls.Config{GetCertificate: cs.GetCertificate}
+			err = srv.ServeTLS(ln, "", "")
+		} else if c.TLSCertFile != "" {
 			err = srv.ServeTLS(ln, c.TLSCertFile, c.TLSKeyFile)
 		} else {
 			err = srv.Serve(ln)

@@ -33,15 +33,21 @@ func (ps *Problems) Nest(prefix string, sub Problems) {
 	}
 }
 
-// Join joins key path elements with dots, skipping empty ones.
+// Join joins key path elements with dots, skipping empty ones. A list
+// index ("[2]" or "[2].path") attaches to the element before it without a
+// dot: Join("policies", "[0].path") is "policies[0].path".
 func Join(parts ...string) string {
-	var out []string
+	var b strings.Builder
 	for _, p := range parts {
-		if p != "" {
-			out = append(out, p)
+		if p == "" {
+			continue
 		}
+		if b.Len() > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
 	}
-	return strings.Join(out, ".")
+	return b.String()
 }
 
 // EnvName is the environment variable that sets key: GATEHOUSE_ and the key
