@@ -148,6 +148,9 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 			sub.Addf("client_id", "required")
 		}
 		p.setDefaults(name)
+		if p.InsecureSkipEmailVerified {
+			warnings = append(warnings, insecureSkipEmailVerifiedWarning(name))
+		}
 		ps.Nest(key, sub)
 		needFilter(key, filters.Lists{Groups: p.AllowedGroups})
 		c.OIDC[name] = p
@@ -156,6 +159,13 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		ps.Addf("oidc", "no sign-in provider is configured; declare one under auth.oidc (or enable auth.github / auth.gitlab)")
 	}
 	return global, warnings, ps
+}
+
+// insecureSkipEmailVerifiedWarning is the start-up warning for an OIDC
+// provider configured with insecure_skip_email_verified: true.
+func insecureSkipEmailVerifiedWarning(name string) string {
+	return fmt.Sprintf("auth.oidc.%s.insecure_skip_email_verified is true: an ID token from provider %q without email_verified "+
+		"counts as verified, so anybody who can set their own e-mail address there passes allowed_domains and allowed_emails", name, name)
 }
 
 // OIDCNames returns the configured OIDC provider names, sorted so that

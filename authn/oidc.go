@@ -168,28 +168,104 @@ func (p *OIDC) Finish(ctx context.Context, r *http.Request, st *loginState) (ide
 	if err != nil {
 		return none, nil, signInFailed(fmt.Errorf("id_token: %w", err))
 	}
-	// go-oidc does not check the nonce; without this an ID token issued
-	// for another sign-in could be replayed here.
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return none, nil, signInFailed(errors.New("id_token nonce does not match this sign-in"))
+	if err := p.checkIDToken(idt, tok.AccessToken); err != nil {
+		return none, nil, signInFailed(fmt.Errorf("id_token: %w", err))
 	}
-	if idt.AccessTokenHash != "" {
-		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return none, nil, signInFailed(fmt.Errorf("at_hash: %w", err))
-		}
+	// go-oidc does not check the nonce; without this an ID token issued
+	// for another sign-in could be replayed here (§3.1.3.7 item 11).
+	if st.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
+		return none, nil, signInFailed(errors.New("id_token nonce does not match this sign-in"))
 	}
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
 		return none, nil, signInFailed(fmt.Errorf("id_token claims: %w", err))
 	}
-	_, hasEmail := claims["email"]
-	if (!hasEmail || p.opts.groupsFromUserInfo) && d.provider.UserInfoEndpoint() != "" {
-		if err := p.mergeUserInfo(ctx, d, tok.AccessToken, idt.Subject, claims); err != nil {
+	if need := p.userInfoNeed(claims, true); need != userInfoNo && d.provider.UserInfoEndpoint() != "" {
+		if err := p.mergeUserInfo(ctx, d, tok.AccessToken, idt.Subject, claims, need == userInfoRequired); err != nil {
 			return none, nil, err
 		}
 	}
 	id := p.identityFrom(idt.Subject, claims)
 	return id, tokenFrom(tok), nil
+}
+
+// iatLeeway is how far in the future an ID token's iat may lie (clock
+// skew), as go-oidc allows for nbf.
+const iatLeeway = 5 * time.Minute
+
+// checkIDToken applies the checks of OpenID Connect Core 1.0 §3.1.3.7 and
+// §3.1.3.8 that go-oidc's Verify leaves to the caller. Verify already
+// checked the signature and its algorithm (items 6-8), that aud lists the
+// client id (item 3), exp and nbf (item 9). The nonce (item 11) belongs to
+// the sign-in, so Finish checks it; a refreshed ID token has none to check.
+func (p *OIDC) checkIDToken(idt *oidc.IDToken, accessToken string) error {
+	// Item 2: iss exactly the issuer. go-oidc lets Google's scheme-less
+	// "accounts.google.com" through; NewProvider already made sure the
+	// discovered issuer is exactly the configured issuer_url.
+	if idt.Issuer != p.cfg.IssuerURL {
+		return fmt.Errorf("iss %q is not exactly the issuer %q", idt.Issuer, p.cfg.IssuerURL)
+	}
+	// §2: sub and iat are REQUIRED. An ID token without a subject names
+	// nobody; one without iat cannot say when it was issued.
+	if idt.Subject == "" {
+		return errors.New("no sub claim")
+	}
+	if idt.IssuedAt.IsZero() || idt.IssuedAt.Unix() <= 0 {
+		return errors.New("no iat claim")
+	}
+	// Item 10: iat may be used to refuse tokens issued too far from now.
+	if idt.IssuedAt.After(time.Now().Add(iatLeeway)) {
+		return fmt.Errorf("iat %s is in the future", idt.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	// Items 3-5: with several audiences, azp must name this client (the
+	// token was issued to us, the others are audiences we only accept
+	// because the provider issued it to us); wherever azp is present it
+	// must be this client.
+	var extra struct {
+		AZP *string `json:"azp"`
+	}
+	if err := idt.Claims(&extra); err != nil {
+		return fmt.Errorf("claims: %w", err)
+	}
+	if len(idt.Audience) > 1 && extra.AZP == nil {
+		return errors.New("several audiences and no azp claim")
+	}
+	if extra.AZP != nil && *extra.AZP != p.cfg.ClientID {
+		return fmt.Errorf("azp %q is not this client", *extra.AZP)
+	}
+	// §3.1.3.8: at_hash, when present, must match the access token that
+	// came with the ID token.
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return fmt.Errorf("at_hash: %w", err)
+		}
+	}
+	return nil
+}
+
+// userInfoNeed says whether the userinfo endpoint must be asked.
+type userInfoNeed int
+
+const (
+	userInfoNo       userInfoNeed = iota
+	userInfoWanted                // only to learn email_verified; a failure leaves the address unverified
+	userInfoRequired              // the claims are incomplete without it
+)
+
+// userInfoNeed decides from the ID token's claims (haveSub: there was one)
+// whether userinfo must be read: for a subject or e-mail the ID token
+// lacks, for the full group list where only userinfo has it, and, worth a
+// try, for email_verified when the ID token has an address without it.
+func (p *OIDC) userInfoNeed(claims map[string]any, haveSub bool) userInfoNeed {
+	_, hasEmail := claims["email"]
+	_, hasVerified := claims["email_verified"]
+	switch {
+	case !haveSub || !hasEmail || p.opts.groupsFromUserInfo:
+		return userInfoRequired
+	case !hasVerified:
+		return userInfoWanted
+	}
+	return userInfoNo
 }
 
 // userInfo fetches the userinfo endpoint's claims with an access token.
@@ -220,22 +296,56 @@ func (p *OIDC) userInfo(ctx context.Context, d *oidcDiscovered, accessToken stri
 }
 
 // mergeUserInfo adds the userinfo endpoint's claims to claims, after
-// checking it speaks of the same subject. Claims the ID token already has
-// win, except groups for providers that only list them fully in userinfo.
-func (p *OIDC) mergeUserInfo(ctx context.Context, d *oidcDiscovered, accessToken, sub string, claims map[string]any) error {
+// checking it speaks of the same subject (§5.3.2: otherwise its values
+// MUST NOT be used, and the sign-in is refused). When the answer is not
+// required, a userinfo endpoint that fails is passed over.
+func (p *OIDC) mergeUserInfo(ctx context.Context, d *oidcDiscovered, accessToken, sub string, claims map[string]any, required bool) error {
 	more, err := p.userInfo(ctx, d, accessToken)
 	if err != nil {
+		if !required {
+			return nil
+		}
 		return err
 	}
-	if s, _ := more["sub"].(string); s != sub {
+	if s, _ := more["sub"].(string); s == "" || s != sub {
 		return signInFailed(errors.New("userinfo subject differs from id_token subject"))
 	}
+	p.mergeClaims(claims, more)
+	return nil
+}
+
+// mergeClaims adds userinfo's claims (more) to the ID token's. Claims the
+// ID token already has win, except groups for providers that only list
+// them fully in userinfo. email_verified travels with the address it
+// speaks of: it is taken from userinfo only about the same address.
+func (p *OIDC) mergeClaims(claims, more map[string]any) {
 	for k, v := range more {
+		if k == "email" || k == "email_verified" {
+			continue
+		}
 		if _, ok := claims[k]; !ok || (p.opts.groupsFromUserInfo && k == p.cfg.GroupsClaim) {
 			claims[k] = v
 		}
 	}
-	return nil
+	if _, ok := claims["email"]; !ok {
+		// The address comes from userinfo, so does whether it is verified.
+		delete(claims, "email_verified")
+		if e, ok := more["email"]; ok {
+			claims["email"] = e
+			if v, ok := more["email_verified"]; ok {
+				claims["email_verified"] = v
+			}
+		}
+		return
+	}
+	if _, ok := claims["email_verified"]; ok {
+		return
+	}
+	idEmail, _ := claims["email"].(string)
+	uiEmail, _ := more["email"].(string)
+	if v, ok := more["email_verified"]; ok && idEmail != "" && idEmail == uiEmail {
+		claims["email_verified"] = v
+	}
 }
 
 // Revalidate implements Provider: with a refresh token, a fresh ID token
@@ -268,6 +378,12 @@ func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (iden
 			if err != nil {
 				return none, nil, providerUnavailable(fmt.Errorf("refreshed id_token: %w", err))
 			}
+			// The same checks as at sign-in (OIDC Core §12.2). A token that
+			// fails them does not vouch for the user: the session ends and
+			// the next sign-in is checked in full.
+			if err := p.checkIDToken(idt, t.AccessToken); err != nil {
+				return none, nil, fmt.Errorf("%w: refreshed id_token: %v", ErrRevoked, err)
+			}
 			if err := idt.Claims(&claims); err != nil {
 				return none, nil, providerUnavailable(err)
 			}
@@ -276,21 +392,18 @@ func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (iden
 	}
 	// As at sign-in: userinfo fills what the ID token lacks (many providers
 	// put the e-mail only in the first ID token, not in refreshed ones).
-	_, hasEmail := claims["email"]
-	if d.provider.UserInfoEndpoint() != "" && (sub == "" || !hasEmail || p.opts.groupsFromUserInfo) {
+	if need := p.userInfoNeed(claims, sub != ""); need != userInfoNo && d.provider.UserInfoEndpoint() != "" {
 		more, err := p.userInfo(ctx, d, fresh.AccessToken)
-		if err != nil {
+		switch {
+		case err != nil && need == userInfoRequired:
 			return none, nil, err
-		}
-		moreSub, _ := more["sub"].(string)
-		if sub != "" && moreSub != sub {
-			return none, nil, ErrRevoked
-		}
-		sub = moreSub
-		for k, v := range more {
-			if _, ok := claims[k]; !ok || (p.opts.groupsFromUserInfo && k == p.cfg.GroupsClaim) {
-				claims[k] = v
+		case err == nil:
+			moreSub, _ := more["sub"].(string)
+			if moreSub == "" || (sub != "" && moreSub != sub) {
+				return none, nil, ErrRevoked
 			}
+			sub = moreSub
+			p.mergeClaims(claims, more)
 		}
 	}
 	if sub == "" {
@@ -303,15 +416,7 @@ func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (iden
 
 func (p *OIDC) identityFrom(sub string, claims map[string]any) identity.Identity {
 	email := claimString(claims, "email")
-	// An absent email_verified is taken as verified, as most providers
-	// only send it when they know; an explicit false is honoured.
-	verified := true
-	if v, ok := claims["email_verified"]; ok {
-		verified = v == true || v == "true"
-	}
-	if p.cfg.InsecureSkipEmailVerified {
-		verified = true
-	}
+	verified := p.emailVerified(claims)
 	user := claimString(claims, p.cfg.UserClaim)
 	if user == "" {
 		user = identity.LocalPart(email)
@@ -330,6 +435,23 @@ func (p *OIDC) identityFrom(sub string, claims map[string]any) identity.Identity
 		PreferredUsername: claimString(claims, "preferred_username"),
 		Groups:            claimStrings(claims, p.cfg.GroupsClaim),
 	}
+}
+
+// emailVerified reads email_verified. Only true (or the string "true",
+// which some providers send) verifies the address. An absent (or null)
+// claim leaves it unverified, since the e-mail claim is often a field the
+// user can set to anything; insecure_skip_email_verified makes an absent
+// claim count as verified, but never overrides an explicit false.
+func (p *OIDC) emailVerified(claims map[string]any) bool {
+	switch v := claims["email_verified"].(type) {
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(strings.TrimSpace(v), "true")
+	case nil:
+		return p.cfg.InsecureSkipEmailVerified
+	}
+	return false
 }
 
 func claimString(claims map[string]any, name string) string {

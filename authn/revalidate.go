@@ -150,12 +150,15 @@ func (v *Revalidator) revalidate(ctx context.Context, s *session.Session) (*sess
 		return nil, ErrRevoked
 	}
 	id, tok, err := p.Revalidate(ctx, s.Token)
+	if err == nil && id.Subject != s.Identity.Subject {
+		// The provider now speaks of someone else (OIDC Core §12.2: a
+		// refreshed ID token keeps the subject): the session ends, as for
+		// any revocation, on the server too.
+		err = ErrRevoked
+	}
 	now := v.now()
 	switch {
 	case err == nil:
-		if id.Subject != s.Identity.Subject {
-			return nil, ErrRevoked
-		}
 		s.Identity, s.Token, s.ValidatedAt = id, tok, now
 		if err := v.sessions.Save(ctx, s); err != nil {
 			return nil, fmt.Errorf("saving revalidated session: %w", err)

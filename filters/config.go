@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
@@ -36,8 +38,11 @@ func (c Config) Validate() (Lists, confcheck.Problems) {
 }
 
 // ReadEmailsFile reads one address per line; blank lines and lines starting
-// with '#' are ignored. A malformed line is an error naming the line, so a
-// typo never silently drops somebody's access (or grants it).
+// with '#' are ignored, and so is a UTF-8 byte order mark at the start of
+// the file (editors on Windows write one). A malformed line, or one holding
+// an invisible character that would keep the address from ever matching,
+// is an error naming the line, so a typo never silently drops somebody's
+// access (or grants it).
 func ReadEmailsFile(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -47,11 +52,15 @@ func ReadEmailsFile(path string) ([]string, error) {
 	var out []string
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		text := sc.Text()
+		if n == 1 {
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		line := strings.TrimSpace(text)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if strings.Count(line, "@") != 1 || strings.ContainsAny(line, " \t") {
+		if strings.Count(line, "@") != 1 || strings.ContainsFunc(line, invisible) {
 			return nil, fmt.Errorf("line %d: %q is not an e-mail address", n, line)
 		}
 		out = append(out, line)
@@ -60,6 +69,13 @@ func ReadEmailsFile(path string) ([]string, error) {
 		return nil, fmt.Errorf("cannot read: %v", err)
 	}
 	return out, nil
+}
+
+// invisible reports characters that have no place in an address and
+// cannot be seen in an editor: spaces of any kind, control characters and
+// format characters such as U+200B (zero width space) or U+FEFF.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
 }
 
 func checkDomains(ps *confcheck.Problems, key string, domains []string) {

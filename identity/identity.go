@@ -30,7 +30,20 @@ func LocalPart(email string) string {
 	if !ok {
 		return ""
 	}
-	return strings.ToLower(local)
+	return asciiLower(local)
+}
+
+// asciiLower lower-cases ASCII letters only: strings.ToLower maps U+0130
+// (İ) and U+212A (Kelvin sign) to ASCII letters, which would let
+// "alİce@..." become the user "alice".
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // SplitEmail splits an address into local part and domain. It fails for
