@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/identity"
@@ -65,6 +66,7 @@ func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, 
 			return nil
 		},
 		Transport:    timedTransport{rt: transport, m: m},
+		BufferPool:   newBufferPool(),
 		ErrorHandler: u.errorHandler,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -160,3 +162,14 @@ func stripGatehouseTokens(h http.Header) {
 		}
 	}
 }
+
+// bufferPool lends ReverseProxy its copy buffers, so a response body does
+// not cost a fresh 32 KiB allocation per request.
+type bufferPool struct{ pool sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (p *bufferPool) Get() []byte  { return *(p.pool.Get().(*[]byte)) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
