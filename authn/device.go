@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"container/list"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -10,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -50,8 +53,9 @@ type Device struct {
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 	now      func() time.Time
-	limiter  *failureLimiter // wrong user codes, per address and per user
-	issuing  *failureLimiter // device codes issued, per address
+	revalid  *Revalidator
+	limiter  *failureLimiter // wrong user codes, per client network and per user
+	pending  *pendingCodes   // device codes issued and not yet done, in total and per client network
 	clientIP func(*http.Request) string
 }
 
@@ -69,7 +73,18 @@ type DeviceConfig struct {
 	Now      func() time.Time
 	// ClientIP tells clients apart for rate limits; nil: the TCP peer.
 	ClientIP func(*http.Request) string
+	// Revalidator re-checks the approving session with its provider, as
+	// for any request. nil: one of Device's own over Login and Sessions
+	// (pass the proxy's, so both share its provider round trips).
+	Revalidator *Revalidator
 }
+
+// Limits on device codes: POST device/code needs no authentication, and
+// every code costs a record in the store until it expires.
+const (
+	maxPendingCodes           = 10000 // per replica, in total
+	maxPendingCodesPerNetwork = 50    // per client IPv4 address or IPv6 /64
+)
 
 // NewDevice builds the device flow.
 func NewDevice(c DeviceConfig) *Device {
@@ -79,14 +94,18 @@ func NewDevice(c DeviceConfig) *Device {
 	if c.ClientIP == nil {
 		c.ClientIP = remoteHost
 	}
+	if c.Revalidator == nil {
+		c.Revalidator = NewRevalidator(c.Login, c.Sessions, c.Sessions.RevalidateInterval(), c.Now)
+	}
 	d := &Device{
+		revalid:  c.Revalidator,
 		clientIP: c.ClientIP,
 		cfg:      c.Flow, store: c.Store, tokens: c.Tokens, sessions: c.Sessions, login: c.Login, pages: c.Pages,
 		key:     sha256.Sum256([]byte("gatehouse device records v1\x00" + c.Secret)),
 		csrfKey: []byte("gatehouse device csrf v1\x00" + c.Secret),
 		log:     c.Logger, metrics: c.Metrics, now: c.Now,
 		limiter: newFailureLimiter(10, 10*time.Minute, c.Now),
-		issuing: newFailureLimiter(30, time.Minute, c.Now),
+		pending: newPendingCodes(maxPendingCodes, maxPendingCodesPerNetwork, c.Now),
 	}
 	return d
 }
@@ -99,10 +118,14 @@ type deviceRecord struct {
 	ExpiresAt time.Time `json:"exp"`
 }
 
-// decision is what the approver chose; written once, first one wins.
+// decision is what the approver chose; written once, first one wins. An
+// approval carries the approving session's generation: the token issued
+// at the next poll belongs to it, so sign out everywhere between approval
+// and poll ends the grant.
 type decision struct {
-	Approved bool              `json:"approved"`
-	Identity identity.Identity `json:"identity"`
+	Approved   bool              `json:"approved"`
+	Identity   identity.Identity `json:"identity"`
+	Generation string            `json:"gen,omitempty"`
 }
 
 // pollState remembers the polling pace for slow_down.
@@ -125,14 +148,6 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client_id")
 		return
 	}
-	// Every code costs a record in the store; one address cannot flood it.
-	addr := d.clientIP(r)
-	if d.issuing.blocked(addr) {
-		w.Header().Set("Retry-After", "60")
-		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many device codes requested from this address")
-		return
-	}
-	d.issuing.fail(addr)
 	scopes := strings.Fields(r.PostForm.Get("scope"))
 	if len(scopes) == 0 && d.tokens.Scopes().Has("read") {
 		scopes = []string{"read"}
@@ -150,6 +165,13 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 	deviceCode := randomToken(32)
 	now := d.now()
 	rec := deviceRecord{ClientID: CLIClientID, Scopes: scopes, ExpiresAt: now.Add(d.cfg.CodeLifetime)}
+	// Every code costs a record in the store until it expires: neither one
+	// client network nor everyone together may hold more than so many.
+	if err := d.pending.reserve(clientNetwork(d.clientIP(r)), hashKey("dc:", deviceCode), rec.ExpiresAt); err != nil {
+		w.Header().Set("Retry-After", "60")
+		oauthError(w, http.StatusTooManyRequests, "slow_down", err.Error())
+		return
+	}
 	// Keep records a little past expiry so a late poll hears expired_token
 	// rather than invalid_grant.
 	ttl := d.cfg.CodeLifetime + 10*time.Minute
@@ -161,12 +183,14 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if !errors.Is(err, sessionstore.ErrExists) || try == 5 {
+			d.pending.release(hashKey("dc:", deviceCode))
 			d.storeFailed(w, err)
 			return
 		}
 	}
 	rec.UserCode = userCode
 	if err := d.put(r.Context(), hashKey("dc:", deviceCode), rec, ttl, true); err != nil {
+		d.pending.release(hashKey("dc:", deviceCode))
 		d.storeFailed(w, err)
 		return
 	}
@@ -214,6 +238,7 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := d.now()
 	if !now.Before(rec.ExpiresAt) {
+		d.pending.release(hashKey("dc:", dc))
 		d.metrics.DeviceAuth("expired")
 		oauthError(w, http.StatusBadRequest, "expired_token", "the device code expired; start again")
 		return
@@ -235,7 +260,15 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !dec.Approved {
+		d.pending.release(hashKey("dc:", dc))
 		oauthError(w, http.StatusBadRequest, "access_denied", "the request was denied")
+		return
+	}
+	if dec.Generation == "" {
+		// Approved before approvals carried their session's generation:
+		// nothing to bind the token to, so no token.
+		d.pending.release(hashKey("dc:", dc))
+		oauthError(w, http.StatusBadRequest, "access_denied", "the approval is no longer valid; start again")
 		return
 	}
 	// Exactly one poll may turn an approval into a token, however many race.
@@ -249,14 +282,25 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := tokens.Token{
 		Identity: dec.Identity, Scopes: rec.Scopes, ClientID: rec.ClientID,
-		IssuedAt: now, ExpiresAt: now.Add(d.cfg.TokenLifetime),
+		IssuedAt: now, ExpiresAt: now.Add(d.cfg.TokenLifetime), Generation: dec.Generation,
 	}
 	raw, err := d.tokens.Issue(ctx, tok)
+	if errors.Is(err, tokens.ErrEnded) {
+		// Signed out everywhere since the approval: the grant is over.
+		_ = d.store.Delete(ctx, hashKey("dc:", dc))
+		d.pending.release(hashKey("dc:", dc))
+		d.metrics.DeviceAuth("ended")
+		d.log.Info("device approval ended before its token was issued", "event", "token_issue", "user", dec.Identity.User,
+			"client", rec.ClientID, "result", "ended")
+		oauthError(w, http.StatusBadRequest, "access_denied", "the approval was ended by signing out everywhere; start again")
+		return
+	}
 	if err != nil {
 		d.storeFailed(w, err)
 		return
 	}
 	_ = d.store.Delete(ctx, hashKey("dc:", dc))
+	d.pending.release(hashKey("dc:", dc))
 	d.metrics.DeviceAuth("token_issued")
 	d.log.Info("token issued", "event", "token_issue", "user", tok.Identity.User, "client", rec.ClientID,
 		"scopes", strings.Join(rec.Scopes, " "))
@@ -300,6 +344,26 @@ func (d *Device) Page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		d.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable", "Sessions cannot be checked right now. Please try again.", "")
+		return
+	}
+	// Like any request, the session is re-checked with its provider when
+	// due: an approval grants a token, so it must not rest on membership
+	// the provider has withdrawn.
+	s, err = d.revalid.Check(r.Context(), s)
+	switch {
+	case errors.Is(err, ErrRevoked) || errors.Is(err, session.ErrNoSession):
+		d.sessions.ClearCookie(w)
+		d.pages.Error(w, http.StatusUnauthorized, "Sign-in required",
+			"Your sign-in is no longer valid. Please sign in again, then enter the code again.", d.login.SignInURL(action))
+		return
+	case errors.Is(err, ErrProviderDown):
+		w.Header().Set("Retry-After", "30")
+		d.pages.Error(w, http.StatusServiceUnavailable, "Sign-in provider unavailable",
+			"Your access cannot be confirmed with your sign-in provider right now. Please try again in a moment.", "")
+		return
+	case err != nil:
+		d.log.Error("revalidating session for device approval", "err", err)
 		d.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable", "Sessions cannot be checked right now. Please try again.", "")
 		return
 	}
@@ -350,7 +414,7 @@ func (d *Device) Page(w http.ResponseWriter, r *http.Request) {
 		d.pages.Device(w, http.StatusBadRequest, pages.DevicePage{Action: action, Error: "That code is not valid (any more)."})
 		return
 	}
-	dec := decision{Approved: approve, Identity: s.Identity}
+	dec := decision{Approved: approve, Identity: s.Identity, Generation: s.Generation}
 	// The first decision wins; a second click (or a racing deny) loses.
 	err = d.put(r.Context(), "dd:"+strings.TrimPrefix(dcHash, "dc:"), dec, d.cfg.CodeLifetime+10*time.Minute, true)
 	if errors.Is(err, sessionstore.ErrExists) {
@@ -376,7 +440,7 @@ func (d *Device) Page(w http.ResponseWriter, r *http.Request) {
 // per address and per user so codes cannot be guessed.
 func (d *Device) lookupUserCode(r *http.Request, s *session.Session, code string) (*deviceRecord, int, string) {
 	who := "user:" + s.Identity.Provider + ":" + s.Identity.Subject
-	addr := "addr:" + d.clientIP(r)
+	addr := "net:" + clientNetwork(d.clientIP(r))
 	if d.limiter.blocked(who) || d.limiter.blocked(addr) {
 		return nil, http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again."
 	}
@@ -510,51 +574,178 @@ func writeOAuthJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func remoteHost(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndex(host, ":"); i > 0 {
-		host = host[:i]
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
 	}
-	return host
+	return r.RemoteAddr
 }
 
-// failureLimiter counts failures per key in a fixed window.
+// clientNetwork is what limits count as one client: an IPv4 address, or
+// an IPv6 /64 (one subscriber's prefix: a single host can use any address
+// in it).
+func clientNetwork(ip string) string {
+	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+	if err != nil {
+		return ip
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// failureLimiter counts failures per key in a fixed window. It holds at
+// most maxKeys keys: when full, it drops keys whose window has passed,
+// then the oldest, so a flood of new keys costs bounded memory without
+// forgetting every count at once.
 type failureLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	now    func() time.Time
-	counts map[string]*windowCount
+	mu      sync.Mutex
+	max     int
+	window  time.Duration
+	now     func() time.Time
+	maxKeys int
+	counts  map[string]*list.Element // of *windowCount
+	order   *list.List               // oldest window first
 }
 
 type windowCount struct {
+	key   string
 	start time.Time
 	n     int
 }
 
+// limiterKeys bounds a failureLimiter's memory.
+const limiterKeys = 100000
+
 func newFailureLimiter(max int, window time.Duration, now func() time.Time) *failureLimiter {
-	return &failureLimiter{max: max, window: window, now: now, counts: map[string]*windowCount{}}
+	return &failureLimiter{max: max, window: window, now: now, maxKeys: limiterKeys, counts: map[string]*list.Element{}, order: list.New()}
 }
 
 func (l *failureLimiter) blocked(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c, ok := l.counts[key]
-	return ok && l.now().Sub(c.start) < l.window && c.n >= l.max
+	e, ok := l.counts[key]
+	if !ok {
+		return false
+	}
+	c := e.Value.(*windowCount)
+	return l.now().Sub(c.start) < l.window && c.n >= l.max
 }
 
 func (l *failureLimiter) fail(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	c, ok := l.counts[key]
-	if !ok || now.Sub(c.start) >= l.window {
-		if len(l.counts) > 100000 {
-			l.counts = map[string]*windowCount{} // bounded memory under a flood
+	if e, ok := l.counts[key]; ok {
+		c := e.Value.(*windowCount)
+		if now.Sub(c.start) < l.window {
+			c.n++
+			return
 		}
-		c = &windowCount{start: now}
-		l.counts[key] = c
+		l.order.Remove(e)
+		delete(l.counts, key)
 	}
-	c.n++
+	// New windows go to the back, so the front is always the oldest.
+	for l.order.Len() > 0 {
+		front := l.order.Front()
+		c := front.Value.(*windowCount)
+		if now.Sub(c.start) < l.window && l.order.Len() < l.maxKeys {
+			break
+		}
+		l.order.Remove(front)
+		delete(l.counts, c.key)
+	}
+	l.counts[key] = l.order.PushBack(&windowCount{key: key, start: now, n: 1})
+}
+
+// pendingCodes caps the device codes issued and not yet done (token
+// issued, denied or expired), in total and per client network. It lives
+// in each replica's memory.
+type pendingCodes struct {
+	mu       sync.Mutex
+	total    int
+	perNet   int
+	now      func() time.Time
+	codes    map[string]pendingCode // by device code store key
+	byNet    map[string]int
+	queue    []string // store keys in issue order: oldest (first to expire) first
+	queueOff int
+}
+
+type pendingCode struct {
+	network string
+	expires time.Time
+}
+
+var (
+	errTooManyCodes           = errors.New("too many device codes are waiting for approval; try again later")
+	errTooManyCodesForNetwork = errors.New("too many device codes are waiting for approval from this network; try again later")
+)
+
+func newPendingCodes(total, perNet int, now func() time.Time) *pendingCodes {
+	return &pendingCodes{total: total, perNet: perNet, now: now, codes: map[string]pendingCode{}, byNet: map[string]int{}}
+}
+
+// reserve counts a new code for network, or refuses it.
+func (p *pendingCodes) reserve(network, code string, expires time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expire()
+	if len(p.codes) >= p.total {
+		return errTooManyCodes
+	}
+	if p.byNet[network] >= p.perNet {
+		return errTooManyCodesForNetwork
+	}
+	p.codes[code] = pendingCode{network: network, expires: expires}
+	p.byNet[network]++
+	p.queue = append(p.queue, code)
+	return nil
+}
+
+// release frees the slot of a code that is done.
+func (p *pendingCodes) release(code string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop(code)
+}
+
+func (p *pendingCodes) drop(code string) {
+	c, ok := p.codes[code]
+	if !ok {
+		return
+	}
+	delete(p.codes, code)
+	if p.byNet[c.network]--; p.byNet[c.network] <= 0 {
+		delete(p.byNet, c.network)
+	}
+}
+
+// expire frees the slots of expired codes; p.mu is held.
+func (p *pendingCodes) expire() {
+	now := p.now()
+	for p.queueOff < len(p.queue) {
+		code := p.queue[p.queueOff]
+		if c, ok := p.codes[code]; ok && now.Before(c.expires) {
+			break
+		}
+		p.drop(code)
+		p.queue[p.queueOff] = ""
+		p.queueOff++
+	}
+	// Compact when the consumed head dominates, or when released codes
+	// left the queue much longer than the live set.
+	if p.queueOff > len(p.queue)/2 || len(p.queue)-p.queueOff > 2*len(p.codes)+64 {
+		live := make([]string, 0, len(p.codes))
+		for _, code := range p.queue[p.queueOff:] {
+			if _, ok := p.codes[code]; ok {
+				live = append(live, code)
+			}
+		}
+		p.queue, p.queueOff = live, 0
+	}
 }
 
 // Metadata serves RFC 8414 authorization server metadata, so clients can

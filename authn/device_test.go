@@ -3,6 +3,8 @@ package authn
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
@@ -22,11 +25,25 @@ import (
 )
 
 type deviceFixture struct {
-	dev    *Device
-	toks   *tokens.Store
-	clk    *clock
-	cookie *http.Cookie
-	mux    *http.ServeMux
+	dev      *Device
+	toks     *tokens.Store
+	clk      *clock
+	cookie   *http.Cookie
+	mux      *http.ServeMux
+	store    *sessionstore.Memory
+	sessions *session.Manager
+	prov     *groupProvider
+	login    *Login
+}
+
+// deviceAlice is who the fixture's session belongs to.
+var deviceAlice = identity.Identity{Provider: "test", Subject: "1", User: "alice", Email: "alice@example.com", Groups: []string{"ops"}}
+
+// groupProvider is a scriptedProvider whose filter lets only group ops in.
+type groupProvider struct{ *scriptedProvider }
+
+func (groupProvider) Rule() filters.Rule {
+	return filters.NewRule(filters.Lists{Groups: []string{"ops"}})
 }
 
 func newDeviceFixture(t *testing.T) *deviceFixture {
@@ -35,8 +52,10 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	store := sessionstore.NewMemory(clk.now)
 	sessions := session.NewManager(session.Config{
 		CookieName: "_gatehouse", CookieSameSite: "lax", Lifetime: 100 * time.Hour, IdleTimeout: 100 * time.Hour,
+		RevalidateInterval: time.Hour,
 	}, store, clk.now)
-	prov := &scriptedProvider{}
+	prov := &groupProvider{&scriptedProvider{}}
+	prov.set(deviceAlice, nil)
 	public, _ := url.Parse("https://dash.example.com")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pg := pages.New()
@@ -55,9 +74,10 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 		Flow:  DeviceFlowConfig{Enabled: true, CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: time.Hour},
 		Store: store, Tokens: toks, Sessions: sessions, Login: login, Pages: pg,
 		Secret: "0123456789abcdef0123456789abcdef", Logger: log, Now: clk.now,
+		Revalidator: NewRevalidator(login, sessions, time.Hour, clk.now),
 	})
 	rec := httptest.NewRecorder()
-	if _, err := sessions.Create(context.Background(), rec, identity.Identity{Provider: "test", Subject: "1", User: "alice", Email: "alice@example.com"}, nil); err != nil {
+	if _, err := sessions.Create(context.Background(), rec, deviceAlice, &session.ProviderToken{AccessToken: "at"}); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -66,7 +86,8 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	mux.HandleFunc("GET /oauth2/device", dev.Page)
 	mux.HandleFunc("POST /oauth2/device", dev.Page)
 	mux.HandleFunc("POST /oauth2/revoke", Revoke(toks, log))
-	return &deviceFixture{dev: dev, toks: toks, clk: clk, cookie: rec.Result().Cookies()[0], mux: mux}
+	return &deviceFixture{dev: dev, toks: toks, clk: clk, cookie: rec.Result().Cookies()[0], mux: mux,
+		store: store, sessions: sessions, prov: prov, login: login}
 }
 
 func (f *deviceFixture) post(path string, form url.Values, withCookie bool) *httptest.ResponseRecorder {
@@ -286,15 +307,298 @@ func TestDevicePageNeedsCSRFSessionAndLimitsGuessing(t *testing.T) {
 	}
 }
 
-func TestDeviceCodeIssuanceIsRateLimited(t *testing.T) {
+// postFrom posts a form as the client at remote (host:port).
+func (f *deviceFixture) postFrom(remote, path string, form url.Values) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.RemoteAddr = remote
+	rec := httptest.NewRecorder()
+	f.mux.ServeHTTP(rec, req)
+	return rec
+}
+
+func (f *deviceFixture) codeFrom(remote string) *httptest.ResponseRecorder {
+	return f.postFrom(remote, "/oauth2/device/code", url.Values{"client_id": {CLIClientID}})
+}
+
+// Unauthenticated device codes are capped while they wait: per client
+// network (an IPv4 address, an IPv6 /64, whatever address in it the
+// client uses) and in total.
+func TestDeviceCodesPendingAreCappedPerNetwork(t *testing.T) {
+	tests := []struct {
+		name      string
+		from      func(i int) string // the i-th client address of the flood
+		sameNet   string             // another address in the same network: refused too
+		otherNet  string             // a neighbouring network: still served
+		wantLimit int
+	}{
+		{"IPv4 address", func(int) string { return "192.0.2.1:4000" }, "192.0.2.1:5000", "192.0.2.2:4000", maxPendingCodesPerNetwork},
+		{"IPv6 /64, a new address each time", func(i int) string { return fmt.Sprintf("[2001:db8:1:2::%x]:4000", i+1) },
+			"[2001:db8:1:2:ffff:ffff:ffff:ffff]:4000", "[2001:db8:1:3::1]:4000", maxPendingCodesPerNetwork},
+		{"IPv4-mapped IPv6 counts as IPv4", func(int) string { return "[::ffff:192.0.2.7]:4000" }, "192.0.2.7:4000", "192.0.2.8:4000", maxPendingCodesPerNetwork},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newDeviceFixture(t)
+			for i := 0; i < tt.wantLimit; i++ {
+				if rec := f.codeFrom(tt.from(i)); rec.Code != http.StatusOK {
+					t.Fatalf("code %d: %d %s", i, rec.Code, rec.Body)
+				}
+			}
+			for _, remote := range []string{tt.from(tt.wantLimit), tt.sameNet} {
+				rec := f.codeFrom(remote)
+				if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "slow_down") || rec.Header().Get("Retry-After") == "" {
+					t.Fatalf("code %d from %s: %d %s, want 429 slow_down", tt.wantLimit+1, remote, rec.Code, rec.Body)
+				}
+			}
+			if rec := f.codeFrom(tt.otherNet); rec.Code != http.StatusOK {
+				t.Fatalf("another network: %d %s", rec.Code, rec.Body)
+			}
+			// Codes that expire free their slots.
+			f.clk.advance(11 * time.Minute)
+			if rec := f.codeFrom(tt.sameNet); rec.Code != http.StatusOK {
+				t.Fatalf("after the codes expired: %d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+func TestDeviceCodesPendingAreCappedInTotal(t *testing.T) {
 	f := newDeviceFixture(t)
-	for i := 0; i < 30; i++ {
-		f.start(t)
+	f.dev.pending.total = 20 // the production cap is 10 000
+	for i := 0; i < 20; i++ {
+		if rec := f.codeFrom(fmt.Sprintf("198.51.100.%d:4000", i+1)); rec.Code != http.StatusOK {
+			t.Fatalf("code %d: %d %s", i, rec.Code, rec.Body)
+		}
 	}
-	rec := f.post("/oauth2/device/code", url.Values{"client_id": {CLIClientID}}, false)
-	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "slow_down") {
-		t.Fatalf("31st code in a minute: %d %s", rec.Code, rec.Body)
+	if rec := f.codeFrom("203.0.113.1:4000"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("code over the total cap from a fresh network: %d, want 429", rec.Code)
 	}
-	f.clk.advance(time.Minute)
-	f.start(t)
+	f.clk.advance(11 * time.Minute)
+	if rec := f.codeFrom("203.0.113.1:4000"); rec.Code != http.StatusOK {
+		t.Fatalf("after the codes expired: %d", rec.Code)
+	}
+}
+
+// A code that is done (token issued, denied) frees its network's slot at
+// once; the cap is on codes waiting, not on honest use.
+func TestDeviceCodeDoneFreesItsSlot(t *testing.T) {
+	f := newDeviceFixture(t)
+	var last codeResponse
+	for i := 0; i < maxPendingCodesPerNetwork; i++ {
+		last = f.start(t) // all from httptest's 192.0.2.1
+	}
+	if rec := f.codeFrom("192.0.2.1:1234"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("over the cap: %d", rec.Code)
+	}
+	if rec := f.decide(t, last.UserCode, "approve"); rec.Code != http.StatusOK {
+		t.Fatalf("approve: %d", rec.Code)
+	}
+	if code, body := f.poll(last.DeviceCode, CLIClientID); code != http.StatusOK {
+		t.Fatalf("poll: %d %v", code, body)
+	}
+	if rec := f.codeFrom("192.0.2.1:1234"); rec.Code != http.StatusOK {
+		t.Fatalf("after a code was used: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The token carries the approval: it belongs to the approving session's
+// generation, so sign out everywhere between approval and the first poll
+// ends it before it is issued.
+func TestDeviceTokenCarriesTheApproval(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		between   func(t *testing.T, f *deviceFixture) // after approval, before the first poll
+		wantToken bool
+	}{
+		{"nothing", func(*testing.T, *deviceFixture) {}, true},
+		{"a new sign-in elsewhere", func(t *testing.T, f *deviceFixture) {
+			if _, err := f.sessions.Create(ctx, httptest.NewRecorder(), deviceAlice, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"sign out everywhere", func(t *testing.T, f *deviceFixture) {
+			if err := f.sessions.EndAll(ctx, deviceAlice); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"sign out everywhere, then a new sign-in", func(t *testing.T, f *deviceFixture) {
+			_ = f.sessions.EndAll(ctx, deviceAlice)
+			f.clk.advance(time.Second)
+			if _, err := f.sessions.Create(ctx, httptest.NewRecorder(), deviceAlice, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"the user's generation is lost", func(t *testing.T, f *deviceFixture) {
+			for _, k := range f.store.Keys() {
+				if strings.HasPrefix(k, "u2:") {
+					_ = f.store.Delete(ctx, k)
+				}
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newDeviceFixture(t)
+			cr := f.start(t)
+			if rec := f.decide(t, cr.UserCode, "approve"); rec.Code != http.StatusOK {
+				t.Fatalf("approve: %d", rec.Code)
+			}
+			f.clk.advance(time.Minute)
+			tt.between(t, f)
+			f.clk.advance(time.Minute)
+			code, body := f.poll(cr.DeviceCode, CLIClientID)
+			if !tt.wantToken {
+				if code != http.StatusBadRequest || body["error"] != "access_denied" {
+					t.Fatalf("poll: %d %v, want access_denied", code, body)
+				}
+				if code, body := f.poll(cr.DeviceCode, CLIClientID); code == http.StatusOK {
+					t.Fatalf("a later poll got a token: %v", body)
+				}
+				return
+			}
+			if code != http.StatusOK {
+				t.Fatalf("poll: %d %v", code, body)
+			}
+			if _, err := f.toks.Lookup(ctx, body["access_token"].(string)); err != nil {
+				t.Fatalf("token: %v", err)
+			}
+		})
+	}
+}
+
+// Approving is a request like any other: a session due for revalidation
+// is re-checked with its provider first, and the approval rests on what
+// the provider says now.
+func TestDeviceApprovalRevalidatesTheSession(t *testing.T) {
+	tests := []struct {
+		name       string
+		provider   func(p *scriptedProvider)
+		wantStatus int
+		wantGroups []string // of the token, when approved
+	}{
+		{"provider confirms, with new groups", func(p *scriptedProvider) {
+			id := deviceAlice
+			id.Groups = []string{"ops", "dev"}
+			p.set(id, nil)
+		}, http.StatusOK, []string{"ops", "dev"}},
+		{"user left the allowed group", func(p *scriptedProvider) {
+			id := deviceAlice
+			id.Groups = []string{"dev"}
+			p.set(id, nil)
+		}, http.StatusForbidden, nil},
+		{"provider revoked the sign-in", func(p *scriptedProvider) { p.set(identity.Identity{}, ErrRevoked) }, http.StatusUnauthorized, nil},
+		{"provider down past the grace", func(p *scriptedProvider) {
+			p.set(identity.Identity{}, providerUnavailable(errors.New("502 from provider")))
+		}, http.StatusServiceUnavailable, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newDeviceFixture(t)
+			// A form opened earlier: its CSRF token is bound to the session.
+			page := f.get("/oauth2/device?user_code=" + url.QueryEscape(f.start(t).UserCode))
+			m := csrfField.FindStringSubmatch(page.Body.String())
+			if m == nil {
+				t.Fatalf("no confirmation form: %d", page.Code)
+			}
+			// Two hours on, the session is due for revalidation, the
+			// provider has changed its mind, and a new code is approved.
+			f.clk.advance(2 * time.Hour)
+			cr := f.start(t)
+			tt.provider(f.prov.scriptedProvider)
+			rec := f.post("/oauth2/device", url.Values{"csrf": {m[1]}, "user_code": {cr.UserCode}, "action": {"approve"}}, true)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("approve: %d, want %d\n%s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if calls := f.prov.calls.Load(); calls == 0 {
+				t.Fatal("the provider was not asked")
+			}
+			code, body := f.poll(cr.DeviceCode, CLIClientID)
+			if tt.wantGroups == nil {
+				if body["error"] != "authorization_pending" {
+					t.Fatalf("poll after a refused approval: %d %v", code, body)
+				}
+				return
+			}
+			if code != http.StatusOK {
+				t.Fatalf("poll: %d %v", code, body)
+			}
+			tok, err := f.toks.Lookup(context.Background(), body["access_token"].(string))
+			if err != nil || strings.Join(tok.Identity.Groups, ",") != strings.Join(tt.wantGroups, ",") {
+				t.Fatalf("token identity: %+v, %v; want groups %v", tok, err, tt.wantGroups)
+			}
+		})
+	}
+}
+
+// Wrong user codes are counted per client network, so rotating through
+// the addresses of one IPv6 /64 does not buy more guesses.
+func TestDeviceGuessingIsLimitedPerNetwork(t *testing.T) {
+	f := newDeviceFixture(t)
+	cr := f.start(t)
+	bob := identity.Identity{Provider: "test", Subject: "2", User: "bob", Groups: []string{"ops"}}
+	rec := httptest.NewRecorder()
+	if _, err := f.sessions.Create(context.Background(), rec, bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	bobCookie := rec.Result().Cookies()[0]
+	guess := func(cookie *http.Cookie, remote, code string) int {
+		req := httptest.NewRequest(http.MethodGet, "/oauth2/device?user_code="+url.QueryEscape(code), nil)
+		req.RemoteAddr = remote
+		req.AddCookie(cookie)
+		rec := httptest.NewRecorder()
+		f.mux.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	// Two accounts, five wrong codes each, each from a new address of one /64.
+	for i := 0; i < 10; i++ {
+		cookie := f.cookie
+		if i%2 == 1 {
+			cookie = bobCookie
+		}
+		if code := guess(cookie, fmt.Sprintf("[2001:db8:5:6::%x]:4000", i+1), "BBBB-BBBB"); code != http.StatusBadRequest {
+			t.Fatalf("wrong code %d: %d", i, code)
+		}
+	}
+	if code := guess(f.cookie, "[2001:db8:5:6::abcd]:4000", cr.UserCode); code != http.StatusTooManyRequests {
+		t.Fatalf("after 10 wrong codes from one /64: %d, want 429", code)
+	}
+	if code := guess(f.cookie, "[2001:db8:5:7::1]:4000", cr.UserCode); code == http.StatusTooManyRequests {
+		t.Fatal("another /64 (with a user under the limit) is limited too")
+	}
+}
+
+// The limiter's memory is bounded without forgetting everything at once:
+// a flood of new keys evicts expired windows first, then the oldest, so a
+// client blocked now is not let off while older entries remain.
+func TestFailureLimiterEvictsOldestNotEverything(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	l := newFailureLimiter(10, 10*time.Minute, clk.now)
+	for i := 0; i < limiterKeys-1; i++ { // yesterday's flood, long expired
+		l.fail(fmt.Sprintf("old-%d", i))
+	}
+	clk.advance(time.Hour)
+	for i := 0; i < 10; i++ {
+		l.fail("net:attacker")
+	}
+	if !l.blocked("net:attacker") {
+		t.Fatal("not blocked after 10 failures")
+	}
+	for i := 0; i < 2*limiterKeys; i++ { // a fresh flood of new keys
+		l.fail(fmt.Sprintf("new-%d", i))
+		if i == limiterKeys/2 && !l.blocked("net:attacker") {
+			t.Fatal("a flood of new keys unblocked a client while expired entries remained")
+		}
+	}
+	if n := len(l.counts); n > limiterKeys || l.order.Len() != n {
+		t.Fatalf("limiter holds %d keys (list %d), want at most %d", n, l.order.Len(), limiterKeys)
+	}
+	// The newest keys are the ones kept.
+	for i := 0; i < 10; i++ {
+		l.fail(fmt.Sprintf("new-%d", 2*limiterKeys-1))
+	}
+	if !l.blocked(fmt.Sprintf("new-%d", 2*limiterKeys-1)) {
+		t.Fatal("the newest key was evicted")
+	}
 }

@@ -1,15 +1,20 @@
 package authn
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
-	"github.com/gatehouse/gatehouse/metrics"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
 )
@@ -27,6 +32,7 @@ type Login struct {
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	now       func() time.Time
+	csrfKey   []byte // keys CSRFToken
 }
 
 // LoginConfig gathers what Login depends on.
@@ -53,6 +59,7 @@ func NewLogin(c LoginConfig) *Login {
 		providers: c.Providers, byName: map[string]Provider{}, sessions: c.Sessions, pages: c.Pages,
 		state:  newStateCookies(c.Secret, c.Cookie, c.Prefix+"/callback/", c.Secure, c.Now),
 		public: c.PublicURL, prefix: c.Prefix, log: c.Logger, metrics: c.Metrics, now: c.Now,
+		csrfKey: []byte("gatehouse session csrf v1\x00" + c.Secret),
 	}
 	for _, p := range c.Providers {
 		l.byName[p.Name()] = p
@@ -178,9 +185,30 @@ func (l *Login) Callback(p Provider) http.Handler {
 	})
 }
 
+// CSRFToken is the anti-forgery token of forms that act for session s
+// (sign out everywhere; the sessions page): bound to the session, derived
+// from session.secret, the same on every replica.
+func (l *Login) CSRFToken(s *session.Session) string {
+	m := hmac.New(sha256.New, l.csrfKey)
+	m.Write([]byte(s.ID()))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 // SignOut serves GET and POST sign_out: the session ends server-side,
 // the cookie is cleared and the browser goes to rd or the signed-out page.
+// sign_out?all=true (end every session and token of the user) is POST-only
+// with the form field csrf_token (see CSRFToken): a GET answers with a
+// page whose button posts it, so a link or a forged form ends nothing.
 func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
+	all := isTrue(r.URL.Query().Get("all"))
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := r.ParseForm(); err != nil {
+			l.pages.Error(w, http.StatusBadRequest, "Request refused", "The sign-out form could not be read.", "")
+			return
+		}
+		all = all || isTrue(r.PostForm.Get("all"))
+	}
 	s, err := l.sessions.Load(r.Context(), r)
 	if err != nil && !errors.Is(err, session.ErrNoSession) {
 		l.log.Error("loading session for sign-out", "event", "logout", "err", err)
@@ -191,7 +219,17 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 	}
 	// sign_out?all=true ends every session and token of the user, on
 	// every replica, not only this browser's.
-	if all := r.URL.Query().Get("all"); s != nil && (all == "true" || all == "1") {
+	if all && s != nil {
+		if r.Method != http.MethodPost {
+			l.confirmSignOutAll(w, r, s)
+			return
+		}
+		if !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(l.CSRFToken(s))) {
+			l.log.Warn("sign out everywhere refused", "event", "logout_all", "result", "bad_csrf", "user", s.Identity.User, "sid", s.ID())
+			l.pages.Error(w, http.StatusForbidden, "Request refused",
+				"This sign-out form expired or did not come from this site. Nothing was ended.", "")
+			return
+		}
 		if err := l.sessions.EndAll(context.WithoutCancel(r.Context()), s.Identity); err != nil {
 			l.log.Error("ending all sessions", "event", "logout", "err", err)
 			l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
@@ -215,6 +253,73 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 	}
 	l.pages.SignedOut(w, l.prefix+"/sign_in")
 }
+
+// confirmSignOutAll answers a GET of sign_out?all=true: nothing ends; a
+// browser gets a page whose button POSTs the request with its CSRF token,
+// an API client a 405.
+func (l *Login) confirmSignOutAll(w http.ResponseWriter, r *http.Request, s *session.Session) {
+	w.Header().Set("Allow", http.MethodPost)
+	if pages.WantsJSON(r) {
+		pages.JSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "sign out everywhere needs a POST with csrf_token")
+		return
+	}
+	action := l.prefix + "/sign_out?all=true"
+	cancel := "/"
+	if rd := r.URL.Query().Get("rd"); rd != "" {
+		action += "&rd=" + url.QueryEscape(rd)
+		cancel = SafeRedirect(rd, l.public)
+	}
+	who := s.Identity.Email
+	if who == "" {
+		who = s.Identity.User
+	}
+	var buf bytes.Buffer
+	if err := confirmSignOutAllPage.Execute(&buf, map[string]string{
+		"Action": action, "CSRF": l.CSRFToken(s), "Who": who, "Cancel": cancel,
+	}); err != nil {
+		l.log.Error("rendering page", "page", "sign_out_all", "err", err)
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	pages.NoStore(h)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// confirmSignOutAllPage asks before signing out everywhere. (It belongs in
+// package pages with the other pages; it is here until pages has it.)
+var confirmSignOutAllPage = template.Must(template.New("sign_out_all").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Sign out everywhere · Gatehouse</title>
+<style>
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font:16px/1.5 system-ui,sans-serif;padding:16px}
+main{border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:28px 24px;width:100%;max-width:420px}
+.btn{display:block;width:100%;text-align:center;padding:.75rem 1rem;margin:.6rem 0 0;border-radius:8px;border:0;background:#2458d3;color:#fff;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}
+.btn.secondary{background:transparent;color:#2458d3;border:1px solid #2458d3}
+</style>
+</head>
+<body>
+<main>
+<h1 id="sign-out-all">Sign out everywhere?</h1>
+<p>This ends every session of <strong>{{.Who}}</strong> in every browser, and every token issued to your devices.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf_token" value="{{.CSRF}}">
+<button class="btn" id="confirm" type="submit">Sign out everywhere</button>
+</form>
+<a class="btn secondary" id="cancel" href="{{.Cancel}}">Cancel</a>
+</main>
+</body>
+</html>
+`))
+
+func isTrue(v string) bool { return v == "true" || v == "1" }
 
 func (l *Login) fail(w http.ResponseWriter, r *http.Request, provider string, err error) {
 	le := asLoginError(err)

@@ -161,6 +161,10 @@ func (v *Revalidator) revalidate(ctx context.Context, s *session.Session) (*sess
 	case err == nil:
 		s.Identity, s.Token, s.ValidatedAt = id, tok, now
 		if err := v.sessions.Save(ctx, s); err != nil {
+			if errors.Is(err, session.ErrNoSession) {
+				// Signed out while the provider was asked: it stays ended.
+				return nil, ErrRevoked
+			}
 			return nil, fmt.Errorf("saving revalidated session: %w", err)
 		}
 		v.login.log.Info("session revalidated", "event", "revalidate", "provider", p.Name(), "user", id.User, "sid", s.ID())

@@ -1,306 +1,260 @@
-// Command bench measures authenticated requests through Gatehouse against
-// the same upstream hit directly, on loopback, in one run: throughput and
-// p50/p99 latency for the upstream alone, Gatehouse with the memory store,
-// and Gatehouse with memcached, plus each one's ratio to direct.
+// Command bench measures what Gatehouse costs per authenticated request,
+// against a floor: a bare net/http/httputil.ReverseProxy (bench/floor) with
+// no authentication in front of the same upstream, on loopback, in one run.
 //
-//	go run ./bench [-duration 5s] [-concurrency 16]
+// Targets: the floor; Gatehouse with the memory store; Gatehouse with the
+// memcache store (a real memcached, whose CPU counts as Gatehouse's); and
+// Gatehouse with a large identity (300 groups, 50 route policies that never
+// match the benchmarked path). Gatehouse signs in against demo/idp, a real
+// OIDC provider, before it is measured.
+//
+// Per target: req/s at -concurrency connections, the proxy process's CPU
+// time per request (utime+stime from /proc/<pid>/stat over the measured
+// window, divided by the requests), p50/p99 at 1 connection and at
+// -concurrency connections, 64 KiB responses (req/s, MB/s), peak RSS
+// (VmHWM) and, for Gatehouse, cold start to the first 200 on /ready; and
+// each one's ratio to the floor.
+//
+// Method: with two or more CPUs the load generator and the upstream (this
+// process) run on one CPU and the proxy under test (and memcached) on
+// another, via taskset. Targets are measured in alternating rounds (floor,
+// memory, memcache, large, floor, …) and the table shows medians over the
+// rounds; ratios are medians of the per-round ratios. Each window is
+// preceded by an unmeasured warm-up.
+//
+//	go run ./bench [-duration 5s] [-concurrency 32] [-rounds 3]
 package main
 
 import (
-	"context"
+	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"html"
-	"io"
-	"net"
-	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"sync"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
+)
 
-	"github.com/gatehouse/gatehouse/demo/idp"
+type options struct {
+	duration    time.Duration // measured time per target per round
+	concurrency int
+	rounds      int
+	assertion   bool
+}
+
+// Environment of the pinned child (see main).
+const (
+	envBinDir = "GATEHOUSE_BENCH_BIN_DIR"
+	envCPUs   = "GATEHOUSE_BENCH_CPUS"
 )
 
 func main() {
-	duration := flag.Duration("duration", 5*time.Second, "how long each target is loaded")
-	concurrency := flag.Int("concurrency", 16, "concurrent clients")
-	flag.BoolVar(&withAssertion, "assertion", true, "sign the identity assertion (the default configuration)")
+	var o options
+	flag.DurationVar(&o.duration, "duration", 5*time.Second,
+		"measured time per target per round, split over its three windows (40% at -concurrency, 30% at 1 connection, 30% with 64 KiB responses)")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "connections of the concurrent windows")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; the table shows medians")
+	flag.BoolVar(&o.assertion, "assertion", true, "Gatehouse signs the identity assertion (the default configuration)")
 	flag.Parse()
-	if err := run(*duration, *concurrency); err != nil {
+	if o.duration < 100*time.Millisecond || o.concurrency < 1 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: need -duration >= 100ms, -concurrency >= 1, -rounds >= 1")
+		os.Exit(2)
+	}
+	var err error
+	if dir := os.Getenv(envBinDir); dir != "" {
+		err = run(o, dir, strings.Split(os.Getenv(envCPUs), ","))
+	} else {
+		err = parent(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-// withAssertion is whether Gatehouse signs X-Gatehouse-Assertion.
-var withAssertion bool
-
-type result struct {
-	name          string
-	requests      int
-	errors        int
-	elapsed       time.Duration
-	p50, p99, max time.Duration
-}
-
-func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
-
-func run(duration time.Duration, concurrency int) error {
+// parent builds the binaries (on all CPUs), then runs the bench itself
+// pinned to one CPU by re-executing this program under taskset, so the
+// load generator and the upstream share that CPU and every thread the Go
+// runtime starts inherits the pinning. With one CPU, or without taskset,
+// it runs unpinned.
+func parent(o options) error {
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "gatehouse")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/gatehouse")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building: %w", err)
-	}
-
-	// The upstream: a small fixed answer, so the numbers show Gatehouse's cost.
-	body := []byte(`{"ok":true,"items":[1,2,3,4,5,6,7,8,9,10]}`)
-	upstream, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}))
-	if err != nil {
-		return err
-	}
-
-	results := []result{load("direct upstream", upstream+"/api/items", nil, duration, concurrency)}
-
-	memcached, stop, err := startMemcached()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	for _, store := range []struct{ name, typ string }{{"gatehouse (memory store)", "memory"}, {"gatehouse (memcache store)", "memcache"}} {
-		base, client, stop, err := startGatehouse(bin, upstream, store.typ, memcached)
-		if err != nil {
-			return err
+	start := time.Now()
+	for _, b := range []struct{ out, pkg string }{{"gatehouse", "./cmd/gatehouse"}, {"floor", "./bench/floor"}} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building %s: %w", b.pkg, err)
 		}
-		results = append(results, load(store.name, base+"/api/items", client, duration, concurrency))
-		stop()
 	}
-	report(results, duration, concurrency)
+	fmt.Fprintf(os.Stderr, "built gatehouse and floor in %s\n", time.Since(start).Round(time.Millisecond))
+
+	cpus := allowedCPUs()
+	_, tsErr := exec.LookPath("taskset")
+	if len(cpus) < 2 || tsErr != nil {
+		fmt.Fprintf(os.Stderr, "bench: not pinning (CPUs %v, taskset: %v); numbers are noisier\n", cpus, tsErr)
+		return run(o, dir, nil)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	pinned := cpus[:2]
+	child := exec.Command("taskset", append([]string{"-c", pinned[0], self}, os.Args[1:]...)...)
+	child.Env = append(os.Environ(), envBinDir+"="+dir, envCPUs+"="+strings.Join(pinned, ","))
+	child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	if err := child.Start(); err != nil {
+		return err
+	}
+	go func() {
+		for s := range sig {
+			_ = child.Process.Signal(s)
+		}
+	}()
+	if err := child.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("pinned run failed (%v)", ee)
+		}
+		return err
+	}
 	return nil
 }
 
-func serve(h http.Handler) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// allowedCPUs lists the CPUs this process may run on (Cpus_allowed_list).
+func allowedCPUs() []string {
+	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return "", err
+		return nil
 	}
-	go func() { _ = http.Serve(ln, h) }()
-	return "http://" + ln.Addr().String(), nil
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func startMemcached() (string, func(), error) {
-	addr := freeAddr()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "128", "-t", "2", "-u", "root")
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("memcached (run make test or apt-get install memcached): %w", err)
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, stop, nil
+	var out []string
+	for _, line := range strings.Split(string(status), "\n") {
+		list, ok := strings.CutPrefix(line, "Cpus_allowed_list:")
+		if !ok {
+			continue
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	return "", nil, errors.New("memcached did not start")
-}
-
-// startGatehouse runs the binary in front of upstream with a real OIDC
-// provider, signs in, and returns a client holding the session.
-func startGatehouse(bin, upstream, storeType, memcached string) (string, *http.Client, func(), error) {
-	idpAddr := freeAddr()
-	issuer := "http://" + idpAddr
-	addr := freeAddr()
-	public := "http://" + addr
-	provider, err := idp.New(idp.Config{
-		Issuer: issuer,
-		Users: []idp.User{{Subject: "1", Email: "bench@example.com", EmailVerified: true, PreferredUsername: "bench",
-			Groups: []string{"staff"}, Password: "pw"}},
-		Clients: []idp.Client{{ID: "gh", Secret: "s", RedirectURIs: []string{public + "/oauth2/callback/corp"}}},
-	})
-	if err != nil {
-		return "", nil, nil, err
-	}
-	ln, err := net.Listen("tcp", idpAddr)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	idpSrv := &http.Server{Handler: provider}
-	go func() { _ = idpSrv.Serve(ln) }()
-
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"GATEHOUSE_SERVER_LISTEN=" + addr,
-		"GATEHOUSE_SERVER_PUBLIC_URL=" + public,
-		"GATEHOUSE_SERVER_METRICS_LISTEN=",
-		"GATEHOUSE_UPSTREAM_URL=" + upstream,
-		"GATEHOUSE_AUTH_ALLOWED_DOMAINS=example.com",
-		"GATEHOUSE_AUTH_OIDC_CORP_ISSUER_URL=" + issuer,
-		"GATEHOUSE_AUTH_OIDC_CORP_CLIENT_ID=gh",
-		"GATEHOUSE_AUTH_OIDC_CORP_CLIENT_SECRET=s",
-		"GATEHOUSE_SESSION_SECRET=bench-secret-0123456789abcdef0123456789",
-		"GATEHOUSE_SESSION_COOKIE_SECURE=false",
-		"GATEHOUSE_SESSION_STORE_TYPE=" + storeType,
-		"GATEHOUSE_SESSION_STORE_MEMCACHE_SERVERS=" + memcached,
-		"GATEHOUSE_LOGGING_LEVEL=error", // the access log would measure the terminal
-		"GATEHOUSE_HEADERS_ASSERTION_ENABLED=" + fmt.Sprint(withAssertion),
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, nil, err
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = idpSrv.Close() }
-	ready := false
-	for i := 0; i < 400 && !ready; i++ {
-		if resp, err := http.Get(public + "/ready"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
-		}
-		if !ready {
-			time.Sleep(25 * time.Millisecond)
-		}
-	}
-	if !ready {
-		stop()
-		return "", nil, nil, errors.New("gatehouse did not become ready")
-	}
-	client, err := signIn(public)
-	if err != nil {
-		stop()
-		return "", nil, nil, err
-	}
-	return public, client, stop, nil
-}
-
-var (
-	formAction  = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
-	hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
-)
-
-func signIn(public string) (*http.Client, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Transport: transport()}
-	resp, err := c.Get(public + "/oauth2/start?provider=corp&rd=/")
-	if err != nil {
-		return nil, err
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := formAction.FindSubmatch(page)
-	if m == nil {
-		return nil, errors.New("no login form")
-	}
-	form := url.Values{"username": {"bench@example.com"}, "password": {"pw"}}
-	for _, h := range hiddenInput.FindAllSubmatch(page, -1) {
-		form.Set(string(h[1]), html.UnescapeString(string(h[2])))
-	}
-	resp, err = c.PostForm(html.UnescapeString(string(m[1])), form)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("sign-in ended with %d", resp.StatusCode)
-	}
-	return c, nil
-}
-
-func transport() *http.Transport {
-	return &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
-}
-
-// load runs concurrency clients for d and collects latencies.
-func load(name, target string, base *http.Client, d time.Duration, concurrency int) result {
-	client := &http.Client{Transport: transport()}
-	if base != nil {
-		client.Jar = base.Jar
-	}
-	// Warm up connections (and Gatehouse's caches) before measuring.
-	for i := 0; i < 200; i++ {
-		if resp, err := client.Get(target); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 4096)
-			bad := 0
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				resp, err := client.Get(target)
-				if err != nil {
-					bad++
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					bad++
-					continue
-				}
-				local = append(local, time.Since(t0))
+		for _, part := range strings.Split(strings.TrimSpace(list), ",") {
+			lo, hi, isRange := strings.Cut(part, "-")
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if !isRange {
+				b, err2 = a, nil
 			}
-			mu.Lock()
-			lat = append(lat, local...)
-			errs += bad
-			mu.Unlock()
-		}()
+			if err1 != nil || err2 != nil {
+				return nil
+			}
+			for c := a; c <= b; c++ {
+				out = append(out, strconv.Itoa(c))
+			}
+		}
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r := result{name: name, requests: len(lat), errors: errs, elapsed: elapsed}
-	if len(lat) > 0 {
-		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
-	}
-	return r
+	return out
 }
 
-func report(rs []result, d time.Duration, concurrency int) {
-	fmt.Printf("\nAuthenticated GET through Gatehouse vs. the upstream directly (loopback, %d clients, %s each)\n\n", concurrency, d)
-	fmt.Printf("%-28s %10s %8s %10s %10s %10s %9s %9s %9s\n", "target", "req/s", "errors", "p50", "p99", "max", "rps/dir", "p50/dir", "p99/dir")
-	direct := rs[0]
-	for _, r := range rs {
-		fmt.Printf("%-28s %10.0f %8d %10s %10s %10s %9.2f %9.2f %9.2f\n", r.name, r.rps(), r.errors,
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond),
-			r.rps()/direct.rps(), float64(r.p50)/float64(direct.p50), float64(r.p99)/float64(direct.p99))
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+var clockTicks = func() float64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err != nil {
+		return 100
 	}
-	fmt.Println()
+	if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
+		return float64(n)
+	}
+	return 100
+}()
+
+// cpuTime is utime+stime of a process (all its threads, live and exited).
+func cpuTime(pid int) time.Duration {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(float64(ut+st) / clockTicks * float64(time.Second))
 }
+
+// busyTime is the CPU time all processes of the machine have used (the
+// first line of /proc/stat, less idle and iowait).
+func busyTime() time.Duration {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(stat), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0
+	}
+	var busy uint64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		n, _ := strconv.ParseUint(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(float64(busy) / clockTicks * float64(time.Second))
+}
+
+// peakRSS is VmHWM of a process in bytes.
+func peakRSS(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS sets VmHWM back to the current RSS (Linux >= 4.0), so the
+// next reading is the peak of what follows. It reports whether it could.
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0) == nil
+}
+
+func cpuModel() string {
+	info, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func goVersion() string { return runtime.Version() }

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"html"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"testing"
 	"time"
@@ -70,7 +72,16 @@ func TestReplicasShareSessionsThroughMemcached(t *testing.T) {
 	// session of the user on all of them.
 	c3 := httpClient(t)
 	signInFor(t, c3, s, "corp", alice)
-	resp = mustGet(t, c2, second+"/oauth2/sign_out?all=true")
+	// A GET only shows the confirmation; its form posts the CSRF token.
+	page := readBody(t, mustGet(t, c2, second+"/oauth2/sign_out?all=true"))
+	action, tok := formAction.FindStringSubmatch(page), hiddenInput.FindStringSubmatch(page)
+	if action == nil || tok == nil || tok[1] != "csrf_token" {
+		t.Fatalf("no confirmation form: %s", page)
+	}
+	resp, err := c2.PostForm(second+html.UnescapeString(action[1]), url.Values{"csrf_token": {tok[2]}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
 	for _, base := range []string{s.URL, second} {
 		if code, _ := getJSON(t, c3, base+"/app", nil); code != http.StatusUnauthorized {

@@ -6,7 +6,7 @@ func TestLocalPart(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"Alice@Example.com", "alice"},
 		{"al\u0130ce@example.com", "al\u0130ce"}, // never folded into "alice"
-		{"\u212Aate@example.com", "\u212Aate"},  // Kelvin sign is not "k"
+		{"\u212Aate@example.com", "\u212Aate"},   // Kelvin sign is not "k"
 		{"a@b@example.com", ""},
 		{"nobody", ""},
 	} {

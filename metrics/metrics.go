@@ -152,6 +152,20 @@ func (i *instrumented) Add(ctx context.Context, key string, value []byte, ttl ti
 	return err
 }
 
+func (i *instrumented) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	start := time.Now()
+	err := i.Store.Replace(ctx, key, value, ttl)
+	i.observe("replace", start, err)
+	return err
+}
+
+func (i *instrumented) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	start := time.Now()
+	err := i.Store.Touch(ctx, key, ttl)
+	i.observe("touch", start, err)
+	return err
+}
+
 func (i *instrumented) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	err := i.Store.Delete(ctx, key)

@@ -6,12 +6,14 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/identity"
@@ -31,6 +33,9 @@ type Session struct {
 	LastSeen    time.Time         `json:"last_seen"`
 	ValidatedAt time.Time         `json:"validated_at"` // when membership was last checked with the provider
 	Token       *ProviderToken    `json:"provider_token,omitempty"`
+	// Generation is the user's generation when the session began (see
+	// EndAll); the session lives only while it is still the current one.
+	Generation string `json:"generation"`
 
 	ticket ticket
 }
@@ -66,23 +71,35 @@ func NewManager(cfg Config, store sessionstore.Store, now func() time.Time) *Man
 func (m *Manager) Store() sessionstore.Store { return m.store }
 
 // Create starts a new session for id with a fresh session id (never one
-// the browser brought) and sets the cookie on w.
+// the browser brought) and sets the cookie on w. The session belongs to
+// the user's current generation (see EndAll).
 func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity.Identity, tok *ProviderToken) (*Session, error) {
 	t, err := newTicket()
 	if err != nil {
 		return nil, err
 	}
+	gen, err := EnsureGeneration(ctx, m.store, id)
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
 	now := m.now()
-	s := &Session{Identity: id, CreatedAt: now, LastSeen: now, ValidatedAt: now, Token: tok, ticket: t}
-	if err := m.Save(ctx, s); err != nil {
+	s := &Session{Identity: id, CreatedAt: now, LastSeen: now, ValidatedAt: now, Token: tok, Generation: gen, ticket: t}
+	if err := m.write(ctx, s, true); err != nil {
 		return nil, err
 	}
 	http.SetCookie(w, m.cookie(t.String(), int(m.cfg.Lifetime/time.Second)))
 	return s, nil
 }
 
-// Save writes s back to the store, e.g. after revalidation.
+// Save writes s back to the store, e.g. after revalidation. It only ever
+// replaces the stored record: when the session was ended meanwhile (signed
+// out, by this or another replica) it returns ErrNoSession and the session
+// stays ended.
 func (m *Manager) Save(ctx context.Context, s *Session) error {
+	return m.write(ctx, s, false)
+}
+
+func (m *Manager) write(ctx context.Context, s *Session, create bool) error {
 	ttl := m.remaining(s)
 	if ttl <= 0 {
 		return ErrNoSession
@@ -95,33 +112,54 @@ func (m *Manager) Save(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	return m.store.Set(ctx, s.ticket.storeKey(), rec, ttl)
+	if create {
+		// A fresh random id: the key cannot be taken.
+		return m.store.Add(ctx, s.ticket.storeKey(), rec, ttl)
+	}
+	err = m.store.Replace(ctx, s.ticket.storeKey(), rec, ttl)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return ErrNoSession
+	}
+	return err
 }
+
+// RevalidateInterval is session.revalidate_interval.
+func (m *Manager) RevalidateInterval() time.Duration { return m.cfg.RevalidateInterval }
 
 // Load returns the session the request's cookie names. It returns
 // ErrNoSession when there is none, and another error when the store could
-// not answer (the caller must then fail closed).
+// not answer (the caller must then fail closed). A request carrying more
+// than one cookie of the session's name (whatever their path or domain:
+// the browser does not say) carries none: a cookie planted by a sibling
+// domain must never choose whose session a request runs as.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
-	var lastErr error = ErrNoSession
-	// Several cookies of the same name can arrive (one set by a sibling
-	// domain, say); try each rather than trusting the first.
-	for i, c := range r.CookiesNamed(m.cfg.CookieName) {
-		if i == 4 {
-			break
-		}
-		t, err := parseTicket(c.Value)
-		if err != nil {
-			continue
-		}
-		s, err := m.load(ctx, t)
-		if err == nil {
-			return s, nil
-		}
-		if !errors.Is(err, ErrNoSession) {
-			lastErr = err
+	if countCookies(r, m.cfg.CookieName) != 1 {
+		return nil, ErrNoSession
+	}
+	c, err := r.Cookie(m.cfg.CookieName)
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	t, err := parseTicket(c.Value)
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	return m.load(ctx, t)
+}
+
+// countCookies counts the cookies called name in r's Cookie headers,
+// including any whose value Go's parser would drop.
+func countCookies(r *http.Request, name string) int {
+	n := 0
+	for _, line := range r.Header.Values("Cookie") {
+		for part := range strings.SplitSeq(line, ";") {
+			k, _, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(k) == name {
+				n++
+			}
 		}
 	}
-	return nil, lastErr
+	return n
 }
 
 func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
@@ -146,22 +184,26 @@ func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
 		_ = m.store.Delete(ctx, t.storeKey())
 		return nil, ErrNoSession
 	}
-	// "Sign out everywhere" marks the user; sessions from before the mark
-	// are over, on every replica, from the next request on.
-	ended, err := EndedBefore(ctx, m.store, s.Identity)
-	if err != nil {
-		return nil, fmt.Errorf("session store: %w", err)
-	}
-	if !s.CreatedAt.After(ended) {
+	// The session lives only while its generation is the user's current
+	// one: "sign out everywhere" replaced it, and a generation that cannot
+	// be found (evicted, or its node gone) ends the session too.
+	switch err := CheckGeneration(ctx, m.store, s.Identity, s.Generation); {
+	case errors.Is(err, ErrNoSession):
 		_ = m.store.Delete(ctx, t.storeKey())
 		return nil, ErrNoSession
+	case err != nil:
+		return nil, fmt.Errorf("session store: %w", err)
 	}
 	// Refresh the idle clock only now and then, so a busy session does not
 	// cost a store write per request. The idle timeout is thus enforced to
-	// within touchEvery.
+	// within touchEvery. The write only replaces the record: a sign-out
+	// that deleted it meanwhile wins.
 	if now.Sub(s.LastSeen) >= m.touchEvery() {
 		s.LastSeen = now
-		if err := m.Save(ctx, s); err != nil && !errors.Is(err, ErrNoSession) {
+		switch err := m.Save(ctx, s); {
+		case errors.Is(err, ErrNoSession):
+			return nil, ErrNoSession
+		case err != nil:
 			return nil, fmt.Errorf("session store: %w", err)
 		}
 	}
@@ -179,36 +221,115 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, s *Session)
 	return m.store.Delete(ctx, s.ticket.storeKey())
 }
 
-// EndAll ends every session (and, through EndedBefore, every token) of
-// the user id, on every replica.
+// EndAll ends every session and every issued token of the user id, on
+// every replica, by giving the user a new generation: whatever carries an
+// earlier one is over from its next use on.
 func (m *Manager) EndAll(ctx context.Context, id identity.Identity) error {
-	now := m.now()
-	b, _ := now.MarshalBinary()
-	// Kept for a year: longer than any session or token can live, so
-	// nothing issued before the mark can outlive it.
-	return m.store.Set(ctx, userKey(id), b, 366*24*time.Hour)
+	gen, err := newGeneration()
+	if err != nil {
+		return err
+	}
+	return m.store.Set(ctx, generationKey(id), []byte(gen), generationTTL)
 }
 
-// EndedBefore returns the time before which everything of id was ended by
-// "sign out everywhere", or the zero time.
-func EndedBefore(ctx context.Context, store sessionstore.Store, id identity.Identity) (time.Time, error) {
-	b, err := store.Get(ctx, userKey(id))
+// Generations. Each user has one positive record in the store, a random
+// generation, and every session and device token records the generation
+// it was issued under and must find it, unchanged, to be used. Sign out
+// everywhere replaces it. Nothing depends on a revocation record being
+// read: a generation that cannot be found (evicted, or its key moved to
+// another memcached node) ends everything that carried it, so losing a
+// record can sign people out but never let anyone back in.
+//
+// The record is created with Add (never over another) and kept alive with
+// Touch (never by writing back a value read earlier, which could undo a
+// concurrent sign out everywhere).
+
+// generationTTL is how long a generation lives after the last sign-in or
+// token issued under it: longer than any session or token should, so only
+// a session or token that outlives it (and fails closed) notices.
+const generationTTL = 400 * 24 * time.Hour
+
+// EnsureGeneration returns id's current generation, creating it when
+// there is none, and extends its life. A session or token issued now
+// records it.
+func EnsureGeneration(ctx context.Context, store sessionstore.Store, id identity.Identity) (string, error) {
+	key := generationKey(id)
+	for try := 0; try < 5; try++ {
+		b, err := store.Get(ctx, key)
+		switch {
+		case err == nil:
+			switch err := store.Touch(ctx, key, generationTTL); {
+			case err == nil:
+				return string(b), nil
+			case !errors.Is(err, sessionstore.ErrNotFound):
+				return "", err
+			}
+			// Gone between Get and Touch: start again.
+		case errors.Is(err, sessionstore.ErrNotFound):
+			gen, err := newGeneration()
+			if err != nil {
+				return "", err
+			}
+			switch err := store.Add(ctx, key, []byte(gen), generationTTL); {
+			case err == nil:
+				return gen, nil
+			case !errors.Is(err, sessionstore.ErrExists):
+				return "", err
+			}
+			// Another sign-in created it first: use theirs.
+		default:
+			return "", err
+		}
+	}
+	return "", errors.New("session: the user's generation keeps changing")
+}
+
+// CheckGeneration reports whether gen is still id's current generation:
+// nil when it is; ErrNoSession when it was replaced (sign out everywhere),
+// cannot be found, or gen is empty (issued before generations existed);
+// another error when the store could not answer (fail closed).
+func CheckGeneration(ctx context.Context, store sessionstore.Store, id identity.Identity, gen string) error {
+	if gen == "" {
+		return ErrNoSession
+	}
+	b, err := store.Get(ctx, generationKey(id))
 	if errors.Is(err, sessionstore.ErrNotFound) {
-		return time.Time{}, nil
+		return ErrNoSession
 	}
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
-	var t time.Time
-	if t.UnmarshalBinary(b) != nil {
-		return time.Time{}, nil
+	if string(b) != gen {
+		return ErrNoSession
 	}
-	return t, nil
+	return nil
 }
 
-func userKey(id identity.Identity) string {
-	h := sha256.Sum256([]byte("gatehouse user v1\x00" + id.Provider + "\x00" + id.Subject))
-	return "u1:" + base64.RawURLEncoding.EncodeToString(h[:])
+// KeepGeneration is CheckGeneration for a grant made earlier (a device
+// approval) that is being turned into something longer-lived now: it also
+// extends the generation's life.
+func KeepGeneration(ctx context.Context, store sessionstore.Store, id identity.Identity, gen string) error {
+	if err := CheckGeneration(ctx, store, id, gen); err != nil {
+		return err
+	}
+	err := store.Touch(ctx, generationKey(id), generationTTL)
+	if errors.Is(err, sessionstore.ErrNotFound) {
+		return ErrNoSession
+	}
+	return err
+}
+
+func newGeneration() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func generationKey(id identity.Identity) string {
+	h := sha256.Sum256([]byte("gatehouse user generation v2\x00" + id.Provider + "\x00" + id.Subject))
+	return "u2:" + base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // ClearCookie expires the session cookie.

@@ -44,6 +44,13 @@ func (c *countingStore) Set(ctx context.Context, k string, v []byte, ttl time.Du
 	return c.Store.Set(ctx, k, v, ttl)
 }
 
+func (c *countingStore) Replace(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	c.mu.Lock()
+	c.sets++
+	c.mu.Unlock()
+	return c.Store.Replace(ctx, k, v, ttl)
+}
+
 func (c *countingStore) Get(ctx context.Context, k string) ([]byte, error) {
 	if c.fail != nil {
 		return nil, c.fail
@@ -384,21 +391,48 @@ func TestCreateIssuesAFreshTicketEachTime(t *testing.T) {
 	}
 }
 
-func TestSeveralCookiesOfTheSameName(t *testing.T) {
+// A request with more than one session cookie (a sibling domain's, one
+// for another path, a planted one) is never authenticated as any of them.
+func TestSeveralCookiesOfTheSameNameAreNone(t *testing.T) {
 	m := NewManager(testConfig(), sessionstore.NewMemory(nil), nil)
 	good, _ := create(t, m)
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	// A sibling domain's cookie, an ended session and garbage come first.
+	other, _ := create(t, m) // say, an attacker's own session
 	ended, s := create(t, m)
 	if err := m.Delete(context.Background(), nil, s); err != nil {
 		t.Fatal(err)
 	}
-	r.AddCookie(&http.Cookie{Name: "_gatehouse", Value: "garbage"})
-	r.AddCookie(ended)
-	r.AddCookie(good)
-	got, err := m.Load(context.Background(), r)
-	if err != nil || got.Identity.User != "alice" {
-		t.Fatalf("valid ticket after bad ones: %v", err)
+	tests := []struct {
+		name    string
+		headers []string // Cookie header lines
+		wantOK  bool
+	}{
+		{"one cookie", []string{"_gatehouse=" + good.Value}, true},
+		{"one cookie among others", []string{"a=1; _gatehouse=" + good.Value + "; _gatehouse_state_x=2"}, true},
+		{"two valid sessions", []string{"_gatehouse=" + other.Value + "; _gatehouse=" + good.Value}, false},
+		{"two valid sessions, other order", []string{"_gatehouse=" + good.Value + "; _gatehouse=" + other.Value}, false},
+		{"the same ticket twice", []string{"_gatehouse=" + good.Value + "; _gatehouse=" + good.Value}, false},
+		{"an ended session first", []string{"_gatehouse=" + ended.Value + "; _gatehouse=" + good.Value}, false},
+		{"garbage first", []string{"_gatehouse=garbage; _gatehouse=" + good.Value}, false},
+		{"a value Go's parser drops", []string{`_gatehouse="a b"; _gatehouse=` + good.Value}, false},
+		{"in two Cookie headers", []string{"_gatehouse=" + good.Value, "_gatehouse=" + other.Value}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			for _, h := range tt.headers {
+				r.Header.Add("Cookie", h)
+			}
+			got, err := m.Load(context.Background(), r)
+			if tt.wantOK {
+				if err != nil || got.Identity.User != "alice" {
+					t.Fatalf("Load = %v, want the session", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoSession) {
+				t.Fatalf("Load = %+v, %v; want ErrNoSession", got, err)
+			}
+		})
 	}
 }
 
@@ -500,6 +534,13 @@ func (s *failingSetStore) Set(ctx context.Context, k string, v []byte, ttl time.
 		return errors.New("memcache: i/o timeout")
 	}
 	return s.Store.Set(ctx, k, v, ttl)
+}
+
+func (s *failingSetStore) Replace(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if s.fail {
+		return errors.New("memcache: i/o timeout")
+	}
+	return s.Store.Replace(ctx, k, v, ttl)
 }
 
 func TestConfigSecretFileProblems(t *testing.T) {

@@ -1,6 +1,7 @@
 package sessionstore
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +19,9 @@ import (
 // item size limit is 1 MB).
 var ErrTooLarge = errors.New("sessionstore: record larger than memcached's 1 MB item limit")
 
+// errNoServer means every server is set aside and none may be tried now.
+var errNoServer = errors.New("memcache: no server available")
+
 const (
 	maxItemSize  = 1<<20 - 512 // room for the key and item header
 	maxKeyLen    = 250
@@ -28,10 +32,17 @@ const (
 
 // Memcache is a Store in memcached, shared by every replica. Servers are
 // chosen by rendezvous hashing; a server that fails is set aside (its keys
-// go to the next-best server) until a background probe finds it again.
+// go to the next-best server) until a background probe finds it again. A
+// server that missed writes or deletes while set aside is flushed before
+// it is used again, so nothing ended meanwhile comes back from it. When
+// every server is set aside, requests try them anyway: with one server
+// there is nothing to fail over to, and waiting for the probe would only
+// refuse requests a working memcached could answer.
 type Memcache struct {
-	client   *memcache.Client
+	clients  []*memcache.Client // one per server, same index as the selector's
 	selector *rendezvous
+	timeout  time.Duration
+	backoff  time.Duration // after a slow failure, tries wait this long
 	stop     chan struct{}
 	done     sync.WaitGroup
 	now      func() time.Time
@@ -40,23 +51,47 @@ type Memcache struct {
 // NewMemcache connects to the configured servers. Call Close to stop the
 // background health probe.
 func NewMemcache(cfg MemcacheConfig) (*Memcache, error) {
+	return newMemcache(cfg, probeEvery)
+}
+
+// newMemcache is NewMemcache with the probe's interval; 0 runs no probe
+// (tests that must see what requests alone do).
+func newMemcache(cfg MemcacheConfig, probeInterval time.Duration) (*Memcache, error) {
 	sel, err := newRendezvous(cfg.Servers)
 	if err != nil {
 		return nil, err
 	}
-	c := memcache.NewFromSelector(sel)
-	c.Timeout = cfg.Timeout
-	c.MaxIdleConns = cfg.MaxIdleConns
-	m := &Memcache{client: c, selector: sel, stop: make(chan struct{}), now: time.Now}
-	m.done.Add(1)
-	go m.probe()
+	m := &Memcache{selector: sel, timeout: cfg.Timeout, backoff: probeEvery, stop: make(chan struct{}), now: time.Now}
+	if m.timeout <= 0 {
+		m.timeout = memcache.DefaultTimeout
+	}
+	for _, addr := range sel.addrs {
+		c := memcache.NewFromSelector(oneServer{addr})
+		c.Timeout = cfg.Timeout
+		c.MaxIdleConns = cfg.MaxIdleConns
+		m.clients = append(m.clients, c)
+	}
+	if probeInterval > 0 {
+		m.done.Add(1)
+		go m.probe(probeInterval)
+	}
 	return m, nil
 }
 
-// Close stops the health probe.
+// oneServer is a memcache.ServerSelector of one address: the store picks
+// the server itself, so that it knows which one answered.
+type oneServer struct{ addr net.Addr }
+
+func (s oneServer) PickServer(string) (net.Addr, error) { return s.addr, nil }
+func (s oneServer) Each(f func(net.Addr) error) error   { return f(s.addr) }
+
+// Close stops the health probe and closes idle connections.
 func (m *Memcache) Close() error {
 	close(m.stop)
 	m.done.Wait()
+	for _, c := range m.clients {
+		_ = c.Close()
+	}
 	return nil
 }
 
@@ -91,19 +126,27 @@ func (m *Memcache) expiration(ttl time.Duration) int32 {
 	return int32(secs)
 }
 
-// run performs op for key, setting aside the server on a network failure.
-func (m *Memcache) run(ctx context.Context, key string, op func(key string) error) error {
+// run performs op for key on the server chosen for it, setting the server
+// aside on a network failure. mutates says whether op writes or deletes.
+func (m *Memcache) run(ctx context.Context, key string, mutates bool, op func(c *memcache.Client, key string) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	key = safeKey(key)
-	server := m.selector.pick(key)
+	server, try := m.selector.route(key, mutates, m.now())
 	if server < 0 {
-		return fmt.Errorf("memcache: no server available")
+		return errNoServer
 	}
-	err := op(key)
-	if err != nil && isNetworkError(err) {
-		m.selector.markDown(server)
+	start := m.now()
+	err := op(m.clients[server], key)
+	failed := err != nil && isNetworkError(err)
+	// A failure that took about the timeout is a hung server: hold tries
+	// off for a while so that not every request waits for it.
+	slow := failed && m.now().Sub(start) >= m.timeout/2
+	if m.selector.done(server, try, failed, slow, m.now(), m.backoff) {
+		// Its idle connections are dead or stale; when it comes back,
+		// start afresh rather than fail once per pooled connection.
+		_ = m.clients[server].Close()
 	}
 	return err
 }
@@ -121,8 +164,8 @@ func isNetworkError(err error) bool {
 // Get implements Store.
 func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 	var value []byte
-	err := m.run(ctx, key, func(k string) error {
-		it, err := m.client.Get(k)
+	err := m.run(ctx, key, false, func(c *memcache.Client, k string) error {
+		it, err := c.Get(k)
 		if err == nil {
 			value = it.Value
 		}
@@ -142,8 +185,8 @@ func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.D
 	if len(value) > maxItemSize {
 		return ErrTooLarge
 	}
-	err := m.run(ctx, key, func(k string) error {
-		return m.client.Set(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
+	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
+		return c.Set(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
 	})
 	if err != nil {
 		return fmt.Errorf("memcache set: %w", err)
@@ -156,8 +199,8 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	if len(value) > maxItemSize {
 		return ErrTooLarge
 	}
-	err := m.run(ctx, key, func(k string) error {
-		return m.client.Add(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
+	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
+		return c.Add(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
 	})
 	if errors.Is(err, memcache.ErrNotStored) {
 		return ErrExists
@@ -168,9 +211,41 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	return nil
 }
 
+// Replace implements Store with memcached's replace: stored only if the
+// server holds the key.
+func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if len(value) > maxItemSize {
+		return ErrTooLarge
+	}
+	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
+		return c.Replace(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
+	})
+	if errors.Is(err, memcache.ErrNotStored) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("memcache replace: %w", err)
+	}
+	return nil
+}
+
+// Touch implements Store with memcached's touch.
+func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
+		return c.Touch(k, m.expiration(ttl))
+	})
+	if errors.Is(err, memcache.ErrCacheMiss) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("memcache touch: %w", err)
+	}
+	return nil
+}
+
 // Delete implements Store.
 func (m *Memcache) Delete(ctx context.Context, key string) error {
-	err := m.run(ctx, key, func(k string) error { return m.client.Delete(k) })
+	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error { return c.Delete(k) })
 	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
 		return fmt.Errorf("memcache delete: %w", err)
 	}
@@ -178,21 +253,28 @@ func (m *Memcache) Delete(ctx context.Context, key string) error {
 }
 
 // Ping implements Store: ready while at least one server is up, since
-// sessions on the others keep working.
+// sessions on the others keep working. When every server is set aside it
+// asks them directly, so readiness does not wait for the probe either.
 func (m *Memcache) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if m.selector.upCount() == 0 {
-		return errors.New("memcache: no server reachable")
+	if m.selector.upCount() > 0 {
+		return nil
 	}
-	return nil
+	for _, i := range m.selector.downServers() {
+		if n, _ := m.selector.missed(i); n == 0 && alive(m.selector.names[i]) && m.selector.markUp(i, 0) {
+			return nil
+		}
+	}
+	return errors.New("memcache: no server reachable")
 }
 
-// probe re-checks servers that were set aside, and brings them back.
-func (m *Memcache) probe() {
+// probe re-checks servers that were set aside and brings them back,
+// flushed first when they missed writes while away.
+func (m *Memcache) probe(every time.Duration) {
 	defer m.done.Done()
-	t := time.NewTicker(probeEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -201,11 +283,29 @@ func (m *Memcache) probe() {
 		case <-t.C:
 		}
 		for _, i := range m.selector.downServers() {
-			if alive(m.selector.names[i]) {
-				m.selector.markUp(i)
-			}
+			m.recover(i)
 		}
 	}
+}
+
+// recover brings server i back if it answers, flushing it first when it
+// missed writes or deletes while set aside.
+func (m *Memcache) recover(i int) bool {
+	missed, isDown := m.selector.missed(i)
+	if !isDown {
+		return true
+	}
+	addr := m.selector.names[i]
+	if !alive(addr) {
+		return false
+	}
+	if missed > 0 {
+		if err := flushAll(addr, m.timeout); err != nil {
+			return false
+		}
+	}
+	_ = m.clients[i].Close()
+	return m.selector.markUp(i, missed)
 }
 
 // alive asks a server for its version over a fresh connection.
@@ -222,4 +322,25 @@ func alive(addr string) bool {
 	buf := make([]byte, 64)
 	n, err := conn.Read(buf)
 	return err == nil && strings.HasPrefix(string(buf[:n]), "VERSION")
+}
+
+// flushAll empties a server over a fresh connection.
+func flushAll(addr string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("flush_all\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "OK\r\n" {
+		return fmt.Errorf("memcache: flush_all answered %q", strings.TrimSpace(line))
+	}
+	return nil
 }

@@ -1,13 +1,16 @@
 package sessionstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -62,14 +65,77 @@ func (m *memcached) stop() {
 	}
 }
 
+// pause freezes the process (SIGSTOP): it keeps its records and its port
+// but answers nothing, like a node cut off by the network.
+func (m *memcached) pause() {
+	m.t.Helper()
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		m.t.Fatal(err)
+	}
+	// The signal is delivered asynchronously: wait until every thread is
+	// stopped, or a request sent now may still be answered.
+	waitUntil(m.t, 10*time.Second, "memcached to stop", func() bool { return m.threadsIn('T') })
+}
+
+// threadsIn reports whether every thread of the process is in state
+// (a letter of /proc/PID/task/TID/stat: T stopped, S sleeping, R running).
+func (m *memcached) threadsIn(state byte) bool {
+	dir := fmt.Sprintf("/proc/%d/task", m.cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces; the state follows
+		// the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != state {
+			return false
+		}
+	}
+	return true
+}
+
+// resume undoes pause (SIGCONT).
+func (m *memcached) resume() {
+	m.t.Helper()
+	if err := m.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		m.t.Fatal(err)
+	}
+	waitUntil(m.t, 10*time.Second, "memcached to resume", func() bool { return !m.threadsIn('T') })
+}
+
 func newMemcacheStore(t *testing.T, servers ...string) *Memcache {
 	t.Helper()
-	s, err := NewMemcache(MemcacheConfig{Servers: servers, Timeout: 250 * time.Millisecond, MaxIdleConns: 16})
+	return newMemcacheStoreProbing(t, probeEvery, servers...)
+}
+
+// newMemcacheStoreProbing is newMemcacheStore with the probe's interval;
+// 0 runs no probe, to see what requests alone do.
+func newMemcacheStoreProbing(t *testing.T, probe time.Duration, servers ...string) *Memcache {
+	t.Helper()
+	s, err := newMemcache(MemcacheConfig{Servers: servers, Timeout: 250 * time.Millisecond, MaxIdleConns: 16}, probe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// keysOn returns n keys whose first choice among servers is server i.
+func keysOn(s *Memcache, i, n int, prefix string) []string {
+	var out []string
+	for j := 0; len(out) < n; j++ {
+		k := fmt.Sprintf("%s-%d", prefix, j)
+		if s.selector.rank(k)[0] == i {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func TestMemcacheContract(t *testing.T) {
@@ -264,5 +330,154 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With one server there is nothing to fail over to: once memcached is
+// back, the very next request is served, without waiting for the probe.
+func TestMemcacheSingleServerServesAsSoonAsItIsBack(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		op   func(s *Memcache) error
+		want error // the store's own answer once memcached is back
+	}{
+		{"get", func(s *Memcache) error { _, err := s.Get(ctx, "k"); return err }, ErrNotFound},
+		{"set", func(s *Memcache) error { return s.Set(ctx, "k", []byte("v"), time.Hour) }, nil},
+		{"add", func(s *Memcache) error { return s.Add(ctx, "k", []byte("v"), time.Hour) }, nil},
+		{"replace", func(s *Memcache) error { return s.Replace(ctx, "k", []byte("v"), time.Hour) }, ErrNotFound},
+		{"touch", func(s *Memcache) error { return s.Touch(ctx, "k", time.Hour) }, ErrNotFound},
+		{"delete", func(s *Memcache) error { return s.Delete(ctx, "k") }, nil},
+		{"ping", func(s *Memcache) error { return s.Ping(ctx) }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mc := startMemcached(t)
+			s := newMemcacheStoreProbing(t, 0, mc.addr()) // no probe: requests alone
+			if err := s.Set(ctx, "before", []byte("v"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			mc.stop()
+			if _, err := s.Get(ctx, "before"); err == nil || errors.Is(err, ErrNotFound) {
+				t.Fatalf("get with memcached down: %v, want a store error", err)
+			}
+			for i := 0; i < 3; i++ {
+				if err := tt.op(s); err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) {
+					t.Fatalf("%s with memcached down: %v, want a store error", tt.name, err)
+				}
+			}
+			mc.start() // same port, empty
+			if err := tt.op(s); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("first %s once memcached is back: %v, want %v", tt.name, err, tt.want)
+			}
+			if err := s.Set(ctx, "after", []byte("v"), time.Hour); err != nil {
+				t.Fatalf("set after recovery: %v", err)
+			}
+			if v, err := s.Get(ctx, "after"); err != nil || string(v) != "v" {
+				t.Fatalf("get after recovery: %q, %v", v, err)
+			}
+		})
+	}
+}
+
+// A node set aside while cut off misses the writes and deletes sent to
+// the next node instead; when it answers again it must not serve what it
+// held before (a signed-out session, an old value).
+func TestMemcacheNodeThatMissedWritesIsFlushedBeforeReuse(t *testing.T) {
+	a, b := startMemcached(t), startMemcached(t)
+	s := newMemcacheStore(t, a.addr(), b.addr())
+	ctx := context.Background()
+	type change struct {
+		name string
+		do   func(k string) error
+	}
+	changes := []change{
+		{"deleted (signed out)", func(k string) error { return s.Delete(ctx, k) }},
+		{"overwritten (sign out everywhere)", func(k string) error { return s.Set(ctx, k, []byte("new"), time.Hour) }},
+		{"added anew", func(k string) error { return s.Add(ctx, k, []byte("new"), time.Hour) }},
+	}
+	keys := keysOn(s, 0, len(changes)+1, "onA")
+	for _, k := range keys {
+		if err := s.Set(ctx, k, []byte("old"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.pause()
+	// The first request to reach A times out and sets A aside.
+	if _, err := s.Get(ctx, keys[0]); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("get from a paused node: %v, want a store error", err)
+	}
+	for i, c := range changes {
+		if err := c.do(keys[i]); err != nil {
+			t.Fatalf("%s while A is down: %v", c.name, err)
+		}
+	}
+	a.resume()
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	for i, c := range changes {
+		if v, err := s.Get(ctx, keys[i]); string(v) == "old" {
+			t.Errorf("%s while A was down: A served the old value again (%v)", c.name, err)
+		}
+	}
+	// A record no write touched is gone too: the whole node was flushed.
+	if v, err := s.Get(ctx, keys[len(changes)]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("untouched record on the flushed node: %q, %v", v, err)
+	}
+}
+
+// A node that missed nothing (only reads went elsewhere) keeps its
+// records: flushing it would sign out its sessions for nothing.
+func TestMemcacheNodeThatMissedNothingIsNotFlushed(t *testing.T) {
+	a, b := startMemcached(t), startMemcached(t)
+	s := newMemcacheStore(t, a.addr(), b.addr())
+	ctx := context.Background()
+	keys := keysOn(s, 0, 3, "onA")
+	for _, k := range keys {
+		if err := s.Set(ctx, k, []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.pause()
+	for _, k := range keys {
+		_, _ = s.Get(ctx, k) // the first times out; the rest go to B and miss
+	}
+	a.resume()
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	for _, k := range keys {
+		if v, err := s.Get(ctx, k); err != nil || string(v) != "v" {
+			t.Fatalf("record on a node that missed nothing: %q, %v", v, err)
+		}
+	}
+}
+
+// When every node is set aside, a node that missed writes is never tried
+// without the probe flushing it first.
+func TestMemcacheAllDownNeverTriesANodeThatMissedWrites(t *testing.T) {
+	a, b := startMemcached(t), startMemcached(t)
+	s := newMemcacheStoreProbing(t, 0, a.addr(), b.addr()) // no probe
+	ctx := context.Background()
+	k := keysOn(s, 0, 1, "onA")[0]
+	if err := s.Set(ctx, k, []byte("old"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	a.pause()
+	_, _ = s.Get(ctx, k) // sets A aside
+	if err := s.Delete(ctx, k); err != nil {
+		t.Fatalf("delete while A is down: %v", err)
+	}
+	b.stop() // now every node is down
+	_, _ = s.Get(ctx, k)
+	a.resume()
+	for i := 0; i < 5; i++ {
+		if v, err := s.Get(ctx, k); err == nil || string(v) == "old" {
+			t.Fatalf("read with every node down: %q, %v; want a store error, never A's old value", v, err)
+		}
+	}
+	// The probe's path flushes A and brings it back.
+	if !s.recover(0) {
+		t.Fatal("A not recovered")
+	}
+	if v, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after A was flushed and brought back: %q, %v", v, err)
 	}
 }

@@ -56,11 +56,45 @@ func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Durat
 func (m *Memory) Add(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if it, ok := m.items[key]; ok && m.now().Before(it.expires) {
+	if m.live(key) {
 		return ErrExists
 	}
 	m.put(key, value, ttl)
 	return nil
+}
+
+// Replace implements Store.
+func (m *Memory) Replace(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.live(key) {
+		return ErrNotFound
+	}
+	m.put(key, value, ttl)
+	return nil
+}
+
+// Touch implements Store.
+func (m *Memory) Touch(_ context.Context, key string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.live(key) {
+		return ErrNotFound
+	}
+	it := m.items[key]
+	it.expires = m.now().Add(ttl)
+	m.items[key] = it
+	return nil
+}
+
+// live reports whether key holds an unexpired record; m.mu is held.
+func (m *Memory) live(key string) bool {
+	it, ok := m.items[key]
+	if ok && !m.now().Before(it.expires) {
+		delete(m.items, key)
+		return false
+	}
+	return ok
 }
 
 // Delete implements Store.
@@ -79,6 +113,17 @@ func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.items)
+}
+
+// Keys returns the keys held, expired or not, in no order (for tests).
+func (m *Memory) Keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.items))
+	for k := range m.items {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func (m *Memory) put(key string, value []byte, ttl time.Duration) {

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by Get for a key that holds nothing (never set,
-// deleted or expired).
+// ErrNotFound is returned by Get, Replace and Touch for a key that holds
+// nothing (never set, deleted or expired).
 var ErrNotFound = errors.New("sessionstore: not found")
 
 // ErrExists is returned by Add when the key already holds a record.
@@ -27,6 +27,15 @@ type Store interface {
 	// Add stores value only if key holds nothing, else returns ErrExists.
 	// It is the building block for single-use codes.
 	Add(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Replace stores value for ttl only if key holds a record, else
+	// returns ErrNotFound and stores nothing. Every write to a record that
+	// must already exist (a session's idle clock, a revalidated session)
+	// uses it, so a record deleted meanwhile (signed out) is not re-created.
+	Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Touch gives the record under key a new ttl, counted from now,
+	// without changing its value, or returns ErrNotFound. Unlike a Set of
+	// a value read earlier, it cannot undo a concurrent write.
+	Touch(ctx context.Context, key string, ttl time.Duration) error
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Ping reports whether the store can serve requests (readiness).

@@ -31,6 +31,11 @@ var rawLen = len(Prefix) + base64.RawURLEncoding.EncodedLen(32)
 // expired, or revoked.
 var ErrUnknown = errors.New("tokens: unknown, expired or revoked token")
 
+// ErrEnded is returned by Issue when the grant the token was to carry (a
+// device approval) was ended since by sign out everywhere, or its
+// generation can no longer be found.
+var ErrEnded = errors.New("tokens: the grant was ended by sign out everywhere")
+
 // Token is what a bearer token stands for.
 type Token struct {
 	Identity  identity.Identity `json:"identity"`
@@ -38,7 +43,10 @@ type Token struct {
 	ClientID  string            `json:"client_id,omitempty"`
 	IssuedAt  time.Time         `json:"iat"`
 	ExpiresAt time.Time         `json:"exp"` // zero: never (static tokens only)
-	Static    bool              `json:"-"`
+	// Generation is the user's generation (see session.Manager.EndAll)
+	// the grant was made under; the token works only while it is current.
+	Generation string `json:"gen,omitempty"`
+	Static     bool   `json:"-"`
 	// ID is a hash of the token, safe for logs and the assertion's sid.
 	ID string `json:"-"`
 }
@@ -62,8 +70,27 @@ func NewStore(store sessionstore.Store, scopes Scopes, statics Statics, now func
 // Scopes returns the configured scopes.
 func (s *Store) Scopes() Scopes { return s.scopes }
 
-// Issue stores t and returns the new bearer token for it.
+// Issue stores t and returns the new bearer token for it. A token
+// carries the approval it comes from: with t.Generation set (the
+// approving session's), Issue fails with ErrEnded when that generation is
+// no longer the user's current one, so sign out everywhere between an
+// approval and its token ends the token before it exists. With it empty
+// the token belongs to the current generation.
 func (s *Store) Issue(ctx context.Context, t Token) (string, error) {
+	if t.Generation == "" {
+		gen, err := session.EnsureGeneration(ctx, s.store, t.Identity)
+		if err != nil {
+			return "", fmt.Errorf("tokens: %w", err)
+		}
+		t.Generation = gen
+	} else {
+		switch err := session.KeepGeneration(ctx, s.store, t.Identity, t.Generation); {
+		case errors.Is(err, session.ErrNoSession):
+			return "", ErrEnded
+		case err != nil:
+			return "", fmt.Errorf("tokens: %w", err)
+		}
+	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -123,13 +150,13 @@ func (s *Store) Lookup(ctx context.Context, raw string) (*Token, error) {
 	if err := json.Unmarshal(plain, &t); err != nil || !now.Before(t.ExpiresAt) {
 		return nil, ErrUnknown
 	}
-	// "Sign out everywhere" ends the user's tokens too.
-	ended, err := session.EndedBefore(ctx, s.store, t.Identity)
-	if err != nil {
-		return nil, fmt.Errorf("tokens: %w", err)
-	}
-	if !t.IssuedAt.After(ended) {
+	// "Sign out everywhere" ends the user's tokens too: a token works only
+	// while its generation is current and can be found.
+	switch err := session.CheckGeneration(ctx, s.store, t.Identity, t.Generation); {
+	case errors.Is(err, session.ErrNoSession):
 		return nil, ErrUnknown
+	case err != nil:
+		return nil, fmt.Errorf("tokens: %w", err)
 	}
 	t.ID = publicID(raw)
 	return &t, nil

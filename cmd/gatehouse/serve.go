@@ -131,19 +131,22 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		return nil, err
 	}
 	toks := tokens.NewStore(a.store, l.Scopes, l.Statics, nil)
+	// One revalidator for requests and device approvals, so both share
+	// provider round trips.
+	revalid := authn.NewRevalidator(login, sessions, cfg.Session.RevalidateInterval, nil)
 	var device *authn.Device
 	if cfg.DeviceFlow.Enabled {
 		device = authn.NewDevice(authn.DeviceConfig{
 			Flow: cfg.DeviceFlow, Store: a.store, Tokens: toks, Sessions: sessions, Login: login,
 			Pages: pg, Secret: cfg.Session.Secret, Logger: a.log, Metrics: a.metrics,
-			ClientIP: proxy.ClientIP(l.Trusted),
+			ClientIP: proxy.ClientIP(l.Trusted), Revalidator: revalid,
 		})
 	}
 	h := proxy.New(proxy.Options{
 		Server: cfg.Server, Upstream: cfg.Upstream, Headers: cfg.Headers,
 		PublicURL: l.PublicURL, Target: l.Target, Trusted: l.Trusted, Routes: l.Routes,
 		Policies: l.Policies, Login: login, Sessions: sessions,
-		Revalid:   authn.NewRevalidator(login, sessions, cfg.Session.RevalidateInterval, nil),
+		Revalid:   revalid,
 		Assertion: signer, Tokens: toks, Device: device, Cookie: cfg.Session.CookieName,
 		Pages: pg, Logger: a.log, Metrics: a.metrics,
 	})
