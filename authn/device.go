@@ -82,8 +82,9 @@ type DeviceConfig struct {
 // Limits on device codes: POST device/code needs no authentication, and
 // every code costs a record in the store until it expires.
 const (
-	maxPendingCodes           = 10000 // per replica, in total
+	maxPendingCodes           = 50000 // per replica, in total
 	maxPendingCodesPerNetwork = 50    // per client IPv4 address or IPv6 /64
+	maxPendingCodesPerWideNet = 500   // per IPv4 /24 or IPv6 /48 (one site)
 )
 
 // NewDevice builds the device flow.
@@ -105,7 +106,7 @@ func NewDevice(c DeviceConfig) *Device {
 		csrfKey: []byte("gatehouse device csrf v1\x00" + c.Secret),
 		log:     c.Logger, metrics: c.Metrics, now: c.Now,
 		limiter: newFailureLimiter(10, 10*time.Minute, c.Now),
-		pending: newPendingCodes(maxPendingCodes, maxPendingCodesPerNetwork, c.Now),
+		pending: newPendingCodes(maxPendingCodes, maxPendingCodesPerNetwork, maxPendingCodesPerWideNet, c.Now),
 	}
 	return d
 }
@@ -167,7 +168,7 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 	rec := deviceRecord{ClientID: CLIClientID, Scopes: scopes, ExpiresAt: now.Add(d.cfg.CodeLifetime)}
 	// Every code costs a record in the store until it expires: neither one
 	// client network nor everyone together may hold more than so many.
-	if err := d.pending.reserve(clientNetwork(d.clientIP(r)), hashKey("dc:", deviceCode), rec.ExpiresAt); err != nil {
+	if err := d.pending.reserve(clientNetwork(d.clientIP(r)), wideNetwork(d.clientIP(r)), hashKey("dc:", deviceCode), rec.ExpiresAt); err != nil {
 		w.Header().Set("Retry-After", "60")
 		oauthError(w, http.StatusTooManyRequests, "slow_down", err.Error())
 		return
@@ -596,6 +597,23 @@ func clientNetwork(ip string) string {
 	return p.String()
 }
 
+// wideNetwork is the site a client is in: an IPv4 /24 or an IPv6 /48, so
+// that one attacker with many addresses or /64s (a /48 holds 65 536 of
+// them) still meets a cap.
+func wideNetwork(ip string) string {
+	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+	if err != nil {
+		return "wide:" + ip
+	}
+	a = a.WithZone("").Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return "wide:" + p.String()
+}
+
 // failureLimiter counts failures per key in a fixed window. It holds at
 // most maxKeys keys: when full, it drops keys whose window has passed,
 // then the oldest, so a flood of new keys costs bounded memory without
@@ -667,6 +685,7 @@ type pendingCodes struct {
 	mu       sync.Mutex
 	total    int
 	perNet   int
+	perWide  int
 	now      func() time.Time
 	codes    map[string]pendingCode // by device code store key
 	byNet    map[string]int
@@ -675,8 +694,8 @@ type pendingCodes struct {
 }
 
 type pendingCode struct {
-	network string
-	expires time.Time
+	network, wide string
+	expires       time.Time
 }
 
 var (
@@ -684,23 +703,25 @@ var (
 	errTooManyCodesForNetwork = errors.New("too many device codes are waiting for approval from this network; try again later")
 )
 
-func newPendingCodes(total, perNet int, now func() time.Time) *pendingCodes {
-	return &pendingCodes{total: total, perNet: perNet, now: now, codes: map[string]pendingCode{}, byNet: map[string]int{}}
+func newPendingCodes(total, perNet, perWide int, now func() time.Time) *pendingCodes {
+	return &pendingCodes{total: total, perNet: perNet, perWide: perWide, now: now, codes: map[string]pendingCode{}, byNet: map[string]int{}}
 }
 
-// reserve counts a new code for network, or refuses it.
-func (p *pendingCodes) reserve(network, code string, expires time.Time) error {
+// reserve counts a new code for a client's network and wider site, or
+// refuses it.
+func (p *pendingCodes) reserve(network, wide, code string, expires time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expire()
 	if len(p.codes) >= p.total {
 		return errTooManyCodes
 	}
-	if p.byNet[network] >= p.perNet {
+	if p.byNet[network] >= p.perNet || p.byNet[wide] >= p.perWide {
 		return errTooManyCodesForNetwork
 	}
-	p.codes[code] = pendingCode{network: network, expires: expires}
+	p.codes[code] = pendingCode{network: network, wide: wide, expires: expires}
 	p.byNet[network]++
+	p.byNet[wide]++
 	p.queue = append(p.queue, code)
 	return nil
 }
@@ -718,8 +739,10 @@ func (p *pendingCodes) drop(code string) {
 		return
 	}
 	delete(p.codes, code)
-	if p.byNet[c.network]--; p.byNet[c.network] <= 0 {
-		delete(p.byNet, c.network)
+	for _, n := range []string{c.network, c.wide} {
+		if p.byNet[n]--; p.byNet[n] <= 0 {
+			delete(p.byNet, n)
+		}
 	}
 }
 

@@ -336,6 +336,10 @@ func TestDeviceCodesPendingAreCappedPerNetwork(t *testing.T) {
 		{"IPv6 /64, a new address each time", func(i int) string { return fmt.Sprintf("[2001:db8:1:2::%x]:4000", i+1) },
 			"[2001:db8:1:2:ffff:ffff:ffff:ffff]:4000", "[2001:db8:1:3::1]:4000", maxPendingCodesPerNetwork},
 		{"IPv4-mapped IPv6 counts as IPv4", func(int) string { return "[::ffff:192.0.2.7]:4000" }, "192.0.2.7:4000", "192.0.2.8:4000", maxPendingCodesPerNetwork},
+		{"IPv6 /48, a new /64 each time", func(i int) string { return fmt.Sprintf("[2001:db8:5:%x::1]:4000", i+1) },
+			"[2001:db8:5:ffff::1]:4000", "[2001:db8:6::1]:4000", maxPendingCodesPerWideNet},
+		{"IPv4 /24, a new address each time", func(i int) string { return fmt.Sprintf("198.51.100.%d:4000", i%250+1) },
+			"198.51.100.251:4000", "198.51.101.1:4000", maxPendingCodesPerWideNet},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,9 +369,9 @@ func TestDeviceCodesPendingAreCappedPerNetwork(t *testing.T) {
 
 func TestDeviceCodesPendingAreCappedInTotal(t *testing.T) {
 	f := newDeviceFixture(t)
-	f.dev.pending.total = 20 // the production cap is 10 000
+	f.dev.pending.total = 20 // the production cap is 50 000
 	for i := 0; i < 20; i++ {
-		if rec := f.codeFrom(fmt.Sprintf("198.51.100.%d:4000", i+1)); rec.Code != http.StatusOK {
+		if rec := f.codeFrom(fmt.Sprintf("198.51.%d.1:4000", i+1)); rec.Code != http.StatusOK {
 			t.Fatalf("code %d: %d %s", i, rec.Code, rec.Body)
 		}
 	}

@@ -212,7 +212,7 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 	s, err := l.sessions.Load(r.Context(), r)
 	if err != nil && !errors.Is(err, session.ErrNoSession) {
 		l.log.Error("loading session for sign-out", "event", "logout", "err", err)
-		l.sessions.ClearCookie(w)
+		// The cookie stays, so that trying again can still sign out.
 		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
 			"The session store could not be reached, so your session could not be ended everywhere. Please try again.", "")
 		return

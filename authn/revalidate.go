@@ -159,7 +159,7 @@ func (v *Revalidator) revalidate(ctx context.Context, s *session.Session) (*sess
 	now := v.now()
 	switch {
 	case err == nil:
-		s.Identity, s.Token, s.ValidatedAt = id, tok, now
+		s.Identity, s.Token, s.ValidatedAt, s.LastSeen = id, tok, now, now
 		if err := v.sessions.Save(ctx, s); err != nil {
 			if errors.Is(err, session.ErrNoSession) {
 				// Signed out while the provider was asked: it stays ended.

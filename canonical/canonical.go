@@ -121,6 +121,9 @@ func Parse(raw string, o Options) (Path, error) {
 	if !strings.HasPrefix(raw, "/") {
 		return refuse("the path must begin with /")
 	}
+	if plain(raw) {
+		return Path{Escaped: raw, Decoded: raw, Stripped: raw}, nil
+	}
 	if o.EncodedSlashes == DecodeSlashes {
 		// "%2F" is "/" before anything else; every "%" starts an escape
 		// (checked below), so this never splits another escape.
@@ -141,7 +144,7 @@ func Parse(raw string, o Options) (Path, error) {
 			}
 			dots = true
 		}
-		if o.EncodedSlashes == KeepSlashes && hasDotSubsegment(s.stripped) {
+		if o.EncodedSlashes == KeepSlashes && hasDotSubsegment(s.decoded) {
 			// An upstream that decodes %2F after all would see a dot
 			// segment here.
 			return refuse("an encoded slash hides a dot segment")
@@ -153,6 +156,26 @@ func Parse(raw string, o Options) (Path, error) {
 		return Path{}, &Error{Reason: "the path has dot segments", Resolved: &p}
 	}
 	return join(segs), nil
+}
+
+// plain reports whether raw is already canonical in the common, cheap
+// case: only unreserved characters, sub-delimiters other than ";", ":",
+// "@" and "/", and no dot segment. Such a path needs no work at all.
+func plain(raw string) bool {
+	segStart := 0
+	for i := 0; i <= len(raw); i++ {
+		if i == len(raw) || raw[i] == '/' {
+			if seg := raw[segStart:i]; seg == "." || seg == ".." {
+				return false
+			}
+			segStart = i + 1
+			continue
+		}
+		if c := raw[i]; !isPathChar(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseSegment validates and decodes one segment (no "/" inside).
@@ -233,13 +256,15 @@ func parseSegment(s string, o Options) (segment, error) {
 }
 
 // hasDotSubsegment reports whether a segment with kept encoded slashes
-// would hold a dot segment once they are decoded.
+// would hold a dot segment once they are decoded, with or without its ";"
+// parameters ("x;y%2F..%2Fadmin" too).
 func hasDotSubsegment(s string) bool {
 	if !strings.Contains(strings.ToUpper(s), "%2F") {
 		return false
 	}
 	for _, sub := range strings.Split(replaceFold(s, "%2F", "/"), "/") {
-		if sub == "." || sub == ".." {
+		name, _, _ := strings.Cut(sub, ";")
+		if sub == "." || sub == ".." || name == "." || name == ".." {
 			return true
 		}
 	}

@@ -2,11 +2,11 @@ package canonical
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
 func TestParse(t *testing.T) {
-	def := Options{}
 	keep := Options{EncodedSlashes: KeepSlashes, PathParameters: KeepParams}
 	decode := Options{EncodedSlashes: DecodeSlashes}
 	tests := []struct {
@@ -62,6 +62,9 @@ func TestParse(t *testing.T) {
 
 		{name: "keep slash", raw: "/repos/a%2fb/x", o: keep, escaped: "/repos/a%2Fb/x", decoded: "/repos/a%2Fb/x"},
 		{name: "keep slash hiding dots", raw: "/a/..%2F..%2Fadmin", o: keep, refused: true},
+		{name: "keep slash hiding dots after params", raw: "/public;x%2F..%2Fadmin", o: keep, refused: true},
+		{name: "keep slash hiding dots after encoded params", raw: "/public%3Bx%2F..%2Fadmin", o: keep, refused: true},
+		{name: "keep slash, dots with params", raw: "/a%2F..;x%2Fadmin", o: keep, refused: true},
 		{name: "keep params", raw: "/admin;jsessionid=1/users", o: keep, escaped: "/admin;jsessionid=1/users",
 			decoded: "/admin;jsessionid=1/users", stripped: "/admin/users"},
 		{name: "keep encoded params", raw: "/admin%3Bx/users", o: keep, escaped: "/admin%3Bx/users",
@@ -70,7 +73,6 @@ func TestParse(t *testing.T) {
 		{name: "decode slash then dots", raw: "/admin%2F..%2Fpublic", o: decode, redirect: "/public"},
 		{name: "decode slash backslash still refused", raw: "/a%2F%5C", o: decode, refused: true},
 	}
-	_ = def
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := Parse(tt.raw, tt.o)
@@ -147,4 +149,35 @@ func TestRawPath(t *testing.T) {
 			t.Errorf("RawPath(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
+}
+
+// FuzzParse: nothing panics; a canonical path parses to itself; a
+// redirect target is canonical; nothing refused or redirected is ever
+// returned as a path.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"/", "/a/b", "/a/../b", "/%2e%2E/x", "/a%2Fb", `/a\b`, "/a;b/c", "/..;/x", "/%c0%ae",
+		"//x//", "/a%20b", "/€", "/%zz", "/a/.", "/%3B"} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(5))
+	}
+	f.Fuzz(func(t *testing.T, raw string, mode uint8) {
+		o := Options{EncodedSlashes: SlashMode(mode % 3), PathParameters: ParamMode(mode / 3 % 2)}
+		p, err := Parse(raw, o)
+		var e *Error
+		switch {
+		case err == nil:
+			if again, err := Parse(p.Escaped, o); err != nil || again != p {
+				t.Fatalf("%q -> %+v, which parses to %+v, %v", raw, p, again, err)
+			}
+			if !strings.HasPrefix(p.Decoded, "/") || strings.ContainsAny(p.Escaped, "\\?#") {
+				t.Fatalf("%q -> %+v", raw, p)
+			}
+		case errors.As(err, &e) && e.Resolved != nil:
+			if again, err := Parse(e.Resolved.Escaped, o); err != nil || again != *e.Resolved {
+				t.Fatalf("%q redirects to %q, which is not canonical: %v", raw, e.Resolved.Escaped, err)
+			}
+		case !errors.As(err, &e) || e.Reason == "":
+			t.Fatalf("%q: error without a reason: %v", raw, err)
+		}
+	})
 }

@@ -24,7 +24,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`gatehouse_http_requests_total{code="200",handler="upstream"}`,
 		`gatehouse_logins_total{provider="corp",result="success"} 1`,
 		"gatehouse_upstream_request_duration_seconds_count",
-		`gatehouse_session_store_operations_total{op="get",result="ok",store="memory"}`,
+		`gatehouse_session_store_operations_total{op="get_multi",result="ok",store="memory"}`,
 		"process_resident_memory_bytes",
 	} {
 		if !strings.Contains(body, want) {

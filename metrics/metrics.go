@@ -138,6 +138,13 @@ func (i *instrumented) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, err
 }
 
+func (i *instrumented) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
+	start := time.Now()
+	v, err := i.Store.GetMulti(ctx, keys)
+	i.observe("get_multi", start, err)
+	return v, err
+}
+
 func (i *instrumented) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Set(ctx, key, value, ttl)

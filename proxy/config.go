@@ -65,9 +65,8 @@ func (c *ServerConfig) Validate() (*url.URL, []netip.Prefix, confcheck.Problems)
 	} else {
 		public = &url.URL{Scheme: u.Scheme, Host: u.Host}
 	}
-	if !strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/") || c.PathPrefix == "/" ||
-		strings.ContainsAny(c.PathPrefix, "?#% ") || strings.Contains(c.PathPrefix, "//") {
-		ps.Addf("path_prefix", "must start with '/' and not end with one, e.g. \"/oauth2\"; got %q", c.PathPrefix)
+	if !validPathPrefix(c.PathPrefix) {
+		ps.Addf("path_prefix", "must start with '/', not end with one, and hold only letters, digits, '-', '.', '_', '~' between single slashes, e.g. \"/oauth2\"; got %q", c.PathPrefix)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		ps.Addf("tls_cert_file", "tls_cert_file and tls_key_file must be set together")
@@ -81,6 +80,27 @@ func (c *ServerConfig) Validate() (*url.URL, []netip.Prefix, confcheck.Problems)
 		ps.Addf("trusted_proxies", "%q is not a CIDR or IP address", b)
 	}
 	return public, nets, ps
+}
+
+// validPathPrefix: "/name" or "/a/b", each segment of unreserved
+// characters and never a dot segment, so the prefix reads the same
+// escaped and decoded (the Envoy check matches it on the raw path).
+func validPathPrefix(p string) bool {
+	if !strings.HasPrefix(p, "/") || p == "/" || strings.HasSuffix(p, "/") {
+		return false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ParseCIDRs parses CIDRs and bare IP addresses; it returns the entries

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/identity"
@@ -56,14 +57,70 @@ func (h *identityHeaders) strip(hdr http.Header) {
 	}
 }
 
-// set adds the configured identity headers for id.
-func (h *identityHeaders) set(hdr http.Header, id identity.Identity, accessToken string) {
-	setIf(hdr, h.cfg.User, id.User)
-	setIf(hdr, h.cfg.Email, id.Email)
-	setIf(hdr, h.cfg.Groups, strings.Join(id.Groups, ","))
-	setIf(hdr, h.cfg.PreferredUsername, id.PreferredUsername)
+// identityValues are an identity's header values, sanitized and joined.
+// A user in hundreds of groups would otherwise cost a join and a scan of
+// kilobytes on every request; they are computed once per identity version.
+type identityValues struct {
+	user, email, groups, preferredUsername string
+}
+
+func newIdentityValues(id identity.Identity) *identityValues {
+	return &identityValues{
+		user:              sanitizeHeaderValue(id.User),
+		email:             sanitizeHeaderValue(id.Email),
+		groups:            sanitizeHeaderValue(strings.Join(id.Groups, ",")),
+		preferredUsername: sanitizeHeaderValue(id.PreferredUsername),
+	}
+}
+
+// valuesCache keeps identityValues by the forwarded identity's cache key
+// (session and validation time, or token): bounded, evicting one entry at
+// a time.
+type valuesCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*identityValues
+}
+
+func newValuesCache(max int) *valuesCache {
+	return &valuesCache{max: max, m: make(map[string]*identityValues)}
+}
+
+func (c *valuesCache) get(key string, id identity.Identity) *identityValues {
+	c.mu.Lock()
+	v, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = newIdentityValues(id)
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = v
+	c.mu.Unlock()
+	return v
+}
+
+// set adds the configured identity headers.
+func (h *identityHeaders) set(hdr http.Header, v *identityValues, accessToken string) {
+	setClean(hdr, h.cfg.User, v.user)
+	setClean(hdr, h.cfg.Email, v.email)
+	setClean(hdr, h.cfg.Groups, v.groups)
+	setClean(hdr, h.cfg.PreferredUsername, v.preferredUsername)
 	if h.cfg.PassAccessToken {
 		setIf(hdr, "X-Forwarded-Access-Token", accessToken)
+	}
+}
+
+// setClean sets an already sanitized value.
+func setClean(hdr http.Header, name, value string) {
+	if name != "" && value != "" {
+		hdr.Set(name, value)
 	}
 }
 

@@ -95,7 +95,7 @@ func TestSetIdentityHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hdr := http.Header{}
-			newIdentityHeaders(tt.cfg).set(hdr, id, "provider-token")
+			newIdentityHeaders(tt.cfg).set(hdr, newIdentityValues(id), "provider-token")
 			if len(hdr) != len(tt.want) {
 				t.Fatalf("headers = %v, want %v", hdr, tt.want)
 			}
@@ -108,7 +108,7 @@ func TestSetIdentityHeaders(t *testing.T) {
 	}
 	// No groups: the header is left out rather than sent empty.
 	hdr := http.Header{}
-	newIdentityHeaders(defaultHeaders).set(hdr, identity.Identity{User: "bob"}, "")
+	newIdentityHeaders(defaultHeaders).set(hdr, newIdentityValues(identity.Identity{User: "bob"}), "")
 	if _, ok := hdr["X-Forwarded-Groups"]; ok {
 		t.Fatalf("empty groups sent: %v", hdr)
 	}

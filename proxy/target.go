@@ -121,12 +121,16 @@ func rawRequestPath(r *http.Request) (string, bool) {
 // are the canonical ones, so the upstream, the sign-in rd and the logs all
 // see what was decided on.
 func withCanonicalURL(r *http.Request, p canonical.Path) *http.Request {
+	method := canonicalMethod(r.Method)
+	if method == r.Method && r.URL.EscapedPath() == p.Escaped {
+		return r // already canonical: the common case costs nothing
+	}
 	r2 := new(http.Request)
 	*r2 = *r
 	u := *r.URL
 	u.Path, u.RawPath = unescapePath(p.Escaped), p.Escaped
 	r2.URL = &u
-	r2.Method = canonicalMethod(r.Method)
+	r2.Method = method
 	return r2
 }
 

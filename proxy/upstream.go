@@ -30,6 +30,7 @@ type forwarded struct {
 	accessToken string // provider access token, for pass_access_token
 	bearer      bool   // authenticated by a bearer token: never forward it
 	assertion   string // signed JWT, "" when assertions are off
+	values      *identityValues
 }
 
 // upstream is the reverse proxy to upstream.url. It rewrites each request
@@ -105,7 +106,7 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 		if f.bearer {
 			out.Header.Del("Authorization")
 		}
-		u.headers.set(out.Header, f.identity, f.accessToken)
+		u.headers.set(out.Header, f.values, f.accessToken)
 		if f.assertion != "" {
 			out.Header.Set(u.headers.cfg.Assertion.Header, f.assertion)
 		}

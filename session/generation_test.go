@@ -121,6 +121,27 @@ func (g *genStore) Get(ctx context.Context, k string) ([]byte, error) {
 	return g.Store.Get(ctx, k)
 }
 
+func (g *genStore) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
+	return getEach(ctx, g.Get, keys)
+}
+
+// getEach is GetMulti over a test store's own Get, so that what it does to
+// single reads (fail, race) applies to multi-gets too.
+func getEach(ctx context.Context, get func(context.Context, string) ([]byte, error), keys []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, k := range keys {
+		v, err := get(ctx, k)
+		switch {
+		case errors.Is(err, sessionstore.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
 // Sign-in keeps the generation alive with Touch, never by writing back a
 // value it read: a sign out everywhere in between must win.
 func TestSignInRacingSignOutEverywhere(t *testing.T) {
@@ -146,6 +167,10 @@ func TestSignInRacingSignOutEverywhere(t *testing.T) {
 type raceStore struct {
 	sessionstore.Store
 	onGenRead func()
+}
+
+func (s *raceStore) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
+	return getEach(ctx, s.Get, keys)
 }
 
 func (s *raceStore) Get(ctx context.Context, k string) ([]byte, error) {
@@ -218,6 +243,10 @@ type deleteAfterRead struct {
 }
 
 func (d *deleteAfterRead) arm() { d.mu.Lock(); d.armed = true; d.mu.Unlock() }
+
+func (d *deleteAfterRead) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
+	return getEach(ctx, d.Get, keys)
+}
 
 func (d *deleteAfterRead) Get(ctx context.Context, k string) ([]byte, error) {
 	v, err := d.Store.Get(ctx, k)

@@ -53,9 +53,10 @@ func (s *Session) ID() string { return s.ticket.publicID() }
 
 // Manager creates, loads and ends sessions.
 type Manager struct {
-	cfg   Config
-	store sessionstore.Store
-	now   func() time.Time
+	cfg    Config
+	store  sessionstore.Store
+	now    func() time.Time
+	opened *openCache
 }
 
 // NewManager returns a Manager over store. cfg must have been validated.
@@ -64,7 +65,7 @@ func NewManager(cfg Config, store sessionstore.Store, now func() time.Time) *Man
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{cfg: cfg, store: store, now: now}
+	return &Manager{cfg: cfg, store: store, now: now, opened: newOpenCache(openCacheSize)}
 }
 
 // Store returns the underlying store (for readiness checks).
@@ -74,7 +75,7 @@ func (m *Manager) Store() sessionstore.Store { return m.store }
 // the browser brought) and sets the cookie on w. The session belongs to
 // the user's current generation (see EndAll).
 func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity.Identity, tok *ProviderToken) (*Session, error) {
-	t, err := newTicket()
+	t, err := newTicket(userHash(id))
 	if err != nil {
 		return nil, err
 	}
@@ -133,72 +134,78 @@ func (m *Manager) RevalidateInterval() time.Duration { return m.cfg.RevalidateIn
 // the browser does not say) carries none: a cookie planted by a sibling
 // domain must never choose whose session a request runs as.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
-	if countCookies(r, m.cfg.CookieName) != 1 {
+	value, n := cookieValue(r, m.cfg.CookieName)
+	if n != 1 {
 		return nil, ErrNoSession
 	}
-	c, err := r.Cookie(m.cfg.CookieName)
-	if err != nil {
-		return nil, ErrNoSession
-	}
-	t, err := parseTicket(c.Value)
+	t, err := parseTicket(value)
 	if err != nil {
 		return nil, ErrNoSession
 	}
 	return m.load(ctx, t)
 }
 
-// countCookies counts the cookies called name in r's Cookie headers,
-// including any whose value Go's parser would drop.
-func countCookies(r *http.Request, name string) int {
-	n := 0
-	for _, line := range r.Header.Values("Cookie") {
-		for part := range strings.SplitSeq(line, ";") {
-			k, _, _ := strings.Cut(part, "=")
-			if strings.TrimSpace(k) == name {
-				n++
+// cookieValue returns the value of the cookie called name and how many
+// cookies of that name r's Cookie headers carry, counting any whose value
+// Go's parser would drop. A request with several is treated as having
+// none (a sibling domain may have planted one). It reads the headers
+// in place, without parsing every cookie.
+func cookieValue(r *http.Request, name string) (value string, n int) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(k) != name {
+				continue
 			}
+			n++
+			v = strings.TrimSpace(v)
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			value = v
 		}
 	}
-	return n
+	return value, n
 }
 
 func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
-	rec, err := m.store.Get(ctx, t.storeKey())
-	if errors.Is(err, sessionstore.ErrNotFound) {
-		return nil, ErrNoSession
-	}
+	// The session and its user's generation in one round trip.
+	sessionKey, genKey := t.storeKey(), t.generationKey()
+	recs, err := m.store.GetMulti(ctx, []string{sessionKey, genKey})
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	plain, err := t.open(rec)
-	if err != nil {
-		// Corrupt, foreign or swapped data is no session, never a crash.
+	rec, ok := recs[sessionKey]
+	if !ok {
 		return nil, ErrNoSession
 	}
-	s := &Session{ticket: t}
-	if err := json.Unmarshal(plain, s); err != nil {
+	s, ok := m.open(t, rec)
+	if !ok {
+		// Corrupt, foreign or swapped data is no session, never a crash.
 		return nil, ErrNoSession
 	}
 	now := m.now()
 	if m.remaining(s) <= 0 {
-		_ = m.store.Delete(ctx, t.storeKey())
+		_ = m.store.Delete(ctx, sessionKey)
 		return nil, ErrNoSession
 	}
 	// The session lives only while its generation is the user's current
 	// one: "sign out everywhere" replaced it, and a generation that cannot
 	// be found (evicted, or its node gone) ends the session too.
-	switch err := CheckGeneration(ctx, m.store, s.Identity, s.Generation); {
-	case errors.Is(err, ErrNoSession):
-		_ = m.store.Delete(ctx, t.storeKey())
+	if gen, ok := recs[genKey]; !ok || s.Generation == "" || string(gen) != s.Generation {
+		_ = m.store.Delete(ctx, sessionKey)
 		return nil, ErrNoSession
-	case err != nil:
-		return nil, fmt.Errorf("session store: %w", err)
 	}
 	// Refresh the idle clock only now and then, so a busy session does not
 	// cost a store write per request. The idle timeout is thus enforced to
 	// within touchEvery. The write only replaces the record: a sign-out
-	// that deleted it meanwhile wins.
-	if now.Sub(s.LastSeen) >= m.touchEvery() {
+	// that deleted it meanwhile wins. When the session is due for
+	// revalidation the write is left to it (it sets the clock too): two
+	// writers of one record would let the older provider token win.
+	due := m.cfg.RevalidateInterval > 0 && now.Sub(s.ValidatedAt) >= m.cfg.RevalidateInterval
+	if !due && now.Sub(s.LastSeen) >= m.touchEvery() {
 		s.LastSeen = now
 		switch err := m.Save(ctx, s); {
 		case errors.Is(err, ErrNoSession):
@@ -211,14 +218,19 @@ func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
 }
 
 // Delete ends s server-side and, when w is not nil, clears the cookie.
+// The cookie is cleared only once the record is gone: when the store
+// fails, the browser keeps it, so that trying again can still sign out.
 func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, s *Session) error {
+	if s != nil {
+		m.opened.forget(s.ticket)
+		if err := m.store.Delete(ctx, s.ticket.storeKey()); err != nil {
+			return err
+		}
+	}
 	if w != nil {
 		m.ClearCookie(w)
 	}
-	if s == nil {
-		return nil
-	}
-	return m.store.Delete(ctx, s.ticket.storeKey())
+	return nil
 }
 
 // EndAll ends every session and every issued token of the user id, on
@@ -328,8 +340,13 @@ func newGeneration() (string, error) {
 }
 
 func generationKey(id identity.Identity) string {
-	h := sha256.Sum256([]byte("gatehouse user generation v2\x00" + id.Provider + "\x00" + id.Subject))
+	h := userHash(id)
 	return "u2:" + base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// userHash names a user (provider and subject) without saying who it is.
+func userHash(id identity.Identity) [userLen]byte {
+	return sha256.Sum256([]byte("gatehouse user generation v2\x00" + id.Provider + "\x00" + id.Subject))
 }
 
 // ClearCookie expires the session cookie.

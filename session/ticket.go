@@ -9,38 +9,75 @@ import (
 	"github.com/gatehouse/gatehouse/internal/sealed"
 )
 
-// A ticket is what the session cookie holds: a random session id and a
-// random key, nothing else. The store keys the record by a hash of the id
-// and encrypts it with the key, so whoever can read the store cannot read
-// or use a session, and whoever holds a cookie learns nothing from it.
+// A ticket is what the session cookie holds: a random session id, a
+// random key, and the hash that names the user's generation record. The
+// store keys the record by a hash of the id and encrypts it with the key,
+// so whoever can read the store cannot read or use a session, and whoever
+// holds a cookie learns nothing from it. The generation hash lets Load
+// fetch the session and its user's generation in one round trip; it is a
+// hint only, checked against the decrypted identity.
 const (
 	idLen     = 16
 	keyLen    = 32
-	ticketLen = idLen + keyLen
+	userLen   = sha256.Size
+	ticketLen = idLen + keyLen + userLen
 )
 
 // errBadTicket means the cookie value is not a ticket we could have issued.
 var errBadTicket = errors.New("session: malformed ticket")
 
 type ticket struct {
-	id  [idLen]byte
-	key [keyLen]byte
+	id   [idLen]byte
+	key  [keyLen]byte
+	user [userLen]byte // userHash of the identity the session is for
+
+	names *ticketNames // derived once per ticket (see derive)
 }
 
-func newTicket() (ticket, error) {
-	var t ticket
+// ticketNames are the names derived from a ticket, each a hash or an
+// encoding that would otherwise be recomputed several times per request.
+type ticketNames struct {
+	storeKey, generationKey, publicID, cacheKey string
+}
+
+func newTicket(user [userLen]byte) (ticket, error) {
+	t := ticket{user: user}
 	if _, err := rand.Read(t.id[:]); err != nil {
 		return t, err
 	}
-	_, err := rand.Read(t.key[:])
-	return t, err
+	if _, err := rand.Read(t.key[:]); err != nil {
+		return t, err
+	}
+	return t.derive(), nil
 }
+
+func (t ticket) derive() ticket {
+	sk := sha256.Sum256(append([]byte("gatehouse session v1\x00"), t.id[:]...))
+	pid := sha256.Sum256(append([]byte("gatehouse sid v1\x00"), t.id[:]...))
+	t.names = &ticketNames{
+		storeKey:      "s1:" + base64.RawURLEncoding.EncodeToString(sk[:]),
+		generationKey: "u2:" + base64.RawURLEncoding.EncodeToString(t.user[:]),
+		publicID:      base64.RawURLEncoding.EncodeToString(pid[:16]),
+		cacheKey:      string(t.id[:]) + string(t.key[:]) + string(t.user[:]),
+	}
+	return t
+}
+
+// same reports whether two tickets are the same (names aside).
+func (t ticket) same(o ticket) bool { return t.id == o.id && t.key == o.key && t.user == o.user }
 
 func (t ticket) String() string {
 	b := make([]byte, 0, ticketLen)
-	b = append(append(b, t.id[:]...), t.key[:]...)
+	b = append(append(append(b, t.id[:]...), t.key[:]...), t.user[:]...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// cacheKey identifies the ticket whole (id, key and generation hint):
+// only the holder of the cookie can hit a cache entry under it.
+func (t ticket) cacheKey() string { return t.names.cacheKey }
+
+// generationKey is where the user's generation record lives.
+func (t ticket) generationKey() string { return t.names.generationKey }
 
 func parseTicket(s string) (ticket, error) {
 	var t ticket
@@ -52,24 +89,19 @@ func parseTicket(s string) (ticket, error) {
 		return t, errBadTicket
 	}
 	copy(t.id[:], b[:idLen])
-	copy(t.key[:], b[idLen:])
-	return t, nil
+	copy(t.key[:], b[idLen:idLen+keyLen])
+	copy(t.user[:], b[idLen+keyLen:])
+	return t.derive(), nil
 }
 
 // storeKey is where the record lives: a hash of the id, so the store never
 // sees an id that could be replayed as a cookie.
-func (t ticket) storeKey() string {
-	h := sha256.Sum256(append([]byte("gatehouse session v1\x00"), t.id[:]...))
-	return "s1:" + base64.RawURLEncoding.EncodeToString(h[:])
-}
+func (t ticket) storeKey() string { return t.names.storeKey }
 
 // publicID is a hash of the id safe to show upstream (the assertion's sid)
 // and in logs; it is distinct from storeKey so it cannot be used to look a
 // record up.
-func (t ticket) publicID() string {
-	h := sha256.Sum256(append([]byte("gatehouse sid v1\x00"), t.id[:]...))
-	return base64.RawURLEncoding.EncodeToString(h[:16])
-}
+func (t ticket) publicID() string { return t.names.publicID }
 
 // seal encrypts plaintext with the ticket's key. The store key is the
 // associated data, so a record copied under another key does not open.

@@ -180,6 +180,65 @@ func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 	return value, nil
 }
 
+// GetMulti implements Store: keys are grouped by the server chosen for
+// them and each group is one multi-get; groups on different servers are
+// asked at the same time, so the request costs one round trip.
+func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
+	groups := map[int][]string{}
+	for _, k := range keys {
+		server := m.selector.pick(safeKey(k))
+		groups[server] = append(groups[server], k)
+	}
+	out := make(map[string][]byte, len(keys))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	fetch := func(group []string) {
+		safe := make([]string, len(group))
+		original := make(map[string]string, len(group))
+		for i, k := range group {
+			safe[i] = safeKey(k)
+			original[safe[i]] = k
+		}
+		// Routed by the group's first key: every key in the group was
+		// picked for the same server.
+		err := m.run(ctx, group[0], false, func(c *memcache.Client, _ string) error {
+			items, err := c.GetMulti(safe)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for k, it := range items {
+				out[original[k]] = it.Value
+			}
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("memcache get: %w", err)
+			}
+			mu.Unlock()
+		}
+	}
+	n := 0
+	for _, group := range groups {
+		n++
+		if n == len(groups) {
+			fetch(group) // the last group on this goroutine
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); fetch(group) }()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
 // Set implements Store.
 func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if len(value) > maxItemSize {
@@ -263,7 +322,7 @@ func (m *Memcache) Ping(ctx context.Context) error {
 		return nil
 	}
 	for _, i := range m.selector.downServers() {
-		if n, _ := m.selector.missed(i); n == 0 && alive(m.selector.names[i]) && m.selector.markUp(i, 0) {
+		if n, _, _, _ := m.selector.missed(i); n == 0 && alive(m.selector.names[i]) && m.selector.markUp(i, 0) {
 			return nil
 		}
 	}
@@ -289,9 +348,11 @@ func (m *Memcache) probe(every time.Duration) {
 }
 
 // recover brings server i back if it answers, flushing it first when it
-// missed writes or deletes while set aside.
+// missed writes or deletes while set aside, and deleting the copies
+// written to other servers in its place (they would be stale from now on,
+// and served again if it failed once more).
 func (m *Memcache) recover(i int) bool {
-	missed, isDown := m.selector.missed(i)
+	missed, displaced, overflowed, isDown := m.selector.missed(i)
 	if !isDown {
 		return true
 	}
@@ -301,6 +362,22 @@ func (m *Memcache) recover(i int) bool {
 	}
 	if missed > 0 {
 		if err := flushAll(addr, m.timeout); err != nil {
+			return false
+		}
+	}
+	for key, fallback := range displaced {
+		if m.selector.mustFlush(fallback) {
+			continue // down itself: it is flushed when it comes back
+		}
+		if err := m.clients[fallback].Delete(key); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return false // try again at the next probe
+		}
+	}
+	for _, fallback := range overflowed {
+		if m.selector.mustFlush(fallback) {
+			continue
+		}
+		if err := flushAll(m.selector.names[fallback], m.timeout); err != nil {
 			return false
 		}
 	}

@@ -242,6 +242,10 @@ func TestMemcacheAllDownFailsFastAndRecovers(t *testing.T) {
 	if _, err := s.Get(ctx, "k"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Fatalf("second get: %v", err)
 	}
+	// A multi-get never answers "nothing there" for a server it could not ask.
+	if got, err := s.GetMulti(ctx, []string{"k", "k2"}); err == nil {
+		t.Fatalf("get multi with memcached down: %v, nil; want a store error", got)
+	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("failing took %s", d)
 	}
@@ -313,7 +317,7 @@ func TestRendezvousMovesFewKeys(t *testing.T) {
 		}
 	}
 	// Removing a server moves only the keys it held.
-	three.markDown(0)
+	three.markDown(0, time.Now())
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("s1:%d", i)
 		if before := four.pick(k); before != 0 && before != 3 && three.pick(k) != before {
@@ -480,4 +484,43 @@ func TestMemcacheAllDownNeverTriesANodeThatMissedWrites(t *testing.T) {
 	if v, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after A was flushed and brought back: %q, %v", v, err)
 	}
+}
+
+// The copies written to the next node while a node was down go stale once
+// it is back (later changes reach it, not them). They are deleted from the
+// fallback when the node returns, so a second failure of the node cannot
+// serve them again: a session signed out everywhere stays signed out.
+func TestFallbackCopiesAreDeletedWhenTheNodeReturns(t *testing.T) {
+	a, b := startMemcached(t), startMemcached(t)
+	s := newMemcacheStore(t, a.addr(), b.addr())
+	ctx := context.Background()
+	keys := keysOn(s, 0, 5, "onA")
+	a.pause()
+	if _, err := s.Get(ctx, keys[0]); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("get from a paused node: %v, want a store error", err)
+	}
+	for _, k := range keys { // written to B in A's place
+		if err := s.Set(ctx, k, []byte("written while A was down"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.resume()
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	for _, k := range keys { // later changes reach A only
+		if err := s.Set(ctx, k, []byte("current"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.pause() // A fails again: its keys are read from B
+	_, _ = s.Get(ctx, keys[0])
+	for _, k := range keys {
+		v, err := s.Get(ctx, k)
+		if string(v) == "written while A was down" {
+			t.Fatalf("%s: B served its stale copy after A failed again", k)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: %q, %v; want not found", k, v, err)
+		}
+	}
+	a.resume()
 }

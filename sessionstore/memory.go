@@ -44,6 +44,23 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 	return append([]byte(nil), it.value...), nil
 }
 
+// GetMulti implements Store.
+func (m *Memory) GetMulti(_ context.Context, keys []string) (map[string][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]byte, len(keys))
+	now := m.now()
+	for _, key := range keys {
+		it, ok := m.items[key]
+		if !ok || !now.Before(it.expires) {
+			delete(m.items, key)
+			continue
+		}
+		out[key] = append([]byte(nil), it.value...)
+	}
+	return out, nil
+}
+
 // Set implements Store.
 func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	m.mu.Lock()

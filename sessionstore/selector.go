@@ -41,6 +41,31 @@ type downState struct {
 	// retryAfter holds further tries off after one that failed slowly (a
 	// hung server), so that not every request waits for the timeout.
 	retryAfter time.Time
+	// displaced are the keys written or deleted on another server (the
+	// value) while this one was down. Those copies go stale once this
+	// server is back (a later sign-out reaches it, not them) and would
+	// come back to life if it failed again, so they are deleted from
+	// their fallback server before this one is used again. Past
+	// maxDisplaced keys, overflowed says to flush the fallbacks instead.
+	displaced  map[string]int
+	overflowed map[int]bool
+}
+
+// maxDisplaced bounds the keys remembered per server set aside.
+const maxDisplaced = 100_000
+
+func (d *downState) displace(key string, to int) {
+	if d.displaced == nil {
+		d.displaced = map[string]int{}
+	}
+	if _, ok := d.displaced[key]; ok || len(d.displaced) < maxDisplaced {
+		d.displaced[key] = to
+		return
+	}
+	if d.overflowed == nil {
+		d.overflowed = map[int]bool{}
+	}
+	d.overflowed[to] = true
 }
 
 func newRendezvous(servers []string) (*rendezvous, error) {
@@ -135,6 +160,7 @@ func (r *rendezvous) route(key string, mutates bool, now time.Time) (server int,
 	if mutates {
 		for _, i := range order[:chosen] {
 			r.down[i].missed++
+			r.down[i].displace(key, order[chosen])
 		}
 	}
 	return order[chosen], try
@@ -156,6 +182,7 @@ func (r *rendezvous) done(i int, try, failed, slow bool, now time.Time, backoff 
 			d = &downState{since: now}
 			r.down[i] = d
 		}
+
 		if slow {
 			d.retryAfter = now.Add(backoff)
 		}
@@ -168,20 +195,41 @@ func (r *rendezvous) done(i int, try, failed, slow bool, now time.Time, backoff 
 }
 
 // markDown sets server i aside.
-func (r *rendezvous) markDown(i int) {
-	r.done(i, false, true, false, time.Now(), 0)
+func (r *rendezvous) markDown(i int, now time.Time) {
+	r.done(i, false, true, false, now, 0)
 }
 
-// missed returns how many writes server i missed while set aside, and
-// whether it is set aside at all.
-func (r *rendezvous) missed(i int) (uint64, bool) {
+// missed returns how many writes server i missed while set aside, the
+// keys written elsewhere instead (by fallback server) and the fallback
+// servers to flush because too many were, and whether it is set aside.
+func (r *rendezvous) missed(i int) (n uint64, displaced map[string]int, flush []int, isDown bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, isDown := r.down[i]
 	if !isDown {
-		return 0, false
+		return 0, nil, nil, false
 	}
-	return d.missed, true
+	displaced = make(map[string]int, len(d.displaced))
+	for k, v := range d.displaced {
+		displaced[k] = v
+	}
+	for j := range d.overflowed {
+		flush = append(flush, j)
+	}
+	sort.Ints(flush)
+	return d.missed, displaced, flush, true
+}
+
+// mustFlush makes server i, if it is set aside, flushed before it is used
+// again; it reports whether i is set aside.
+func (r *rendezvous) mustFlush(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, isDown := r.down[i]
+	if isDown {
+		d.missed++
+	}
+	return isDown
 }
 
 // markUp brings server i back, unless it missed more writes than the

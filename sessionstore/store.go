@@ -22,6 +22,11 @@ var ErrExists = errors.New("sessionstore: key exists")
 type Store interface {
 	// Get returns the record under key or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// GetMulti returns the records under keys that hold one, in one round
+	// trip (keys on different servers are asked at the same time). A key
+	// that holds nothing is absent from the map; any error means the store
+	// could not answer for every key.
+	GetMulti(ctx context.Context, keys []string) (map[string][]byte, error)
 	// Set stores value under key for ttl, replacing what was there.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Add stores value only if key holds nothing, else returns ErrExists.

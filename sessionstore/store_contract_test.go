@@ -110,6 +110,45 @@ func testStoreContract(t *testing.T, newStore func(t *testing.T) Store, advance 
 		}
 	})
 
+	t.Run("get multi returns the keys that hold records", func(t *testing.T) {
+		s := newStore(t)
+		var keys []string
+		for i := 0; i < 12; i++ { // spread over every server of a cluster
+			keys = append(keys, key(t, fmt.Sprintf("s1:multi-%d", i)))
+			if i%3 != 0 {
+				if err := s.Set(ctx, keys[i], []byte(fmt.Sprint(i)), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		keys = append(keys, key(t, "with space")) // a key memcached would refuse as is
+		if err := s.Set(ctx, keys[12], []byte("spaced"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetMulti(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys[:12] {
+			v, ok := got[k]
+			if i%3 == 0 {
+				if ok {
+					t.Errorf("key %d holds nothing, got %q", i, v)
+				}
+				continue
+			}
+			if !ok || string(v) != fmt.Sprint(i) {
+				t.Errorf("key %d = %q, %v", i, v, ok)
+			}
+		}
+		if string(got[keys[12]]) != "spaced" {
+			t.Errorf("hashed key = %q", got[keys[12]])
+		}
+		if got, err := s.GetMulti(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("no keys: %v, %v", got, err)
+		}
+	})
+
 	t.Run("add on an existing key is ErrExists and keeps the value", func(t *testing.T) {
 		s := newStore(t)
 		if err := s.Add(ctx, key(t, "once"), []byte("first"), time.Minute); err != nil {

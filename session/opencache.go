@@ -1,0 +1,80 @@
+package session
+
+import (
+	"bytes"
+	"encoding/json"
+	"sync"
+)
+
+// openCacheSize bounds the sessions kept decoded: enough for the active
+// users of one replica; beyond it, entries are evicted one at a time.
+const openCacheSize = 4096
+
+// openCache keeps the last decoded copy of each busy session, so a
+// request whose stored record has not changed since the last one skips
+// the AES-GCM open and the JSON decode. An entry is keyed by the whole
+// ticket (id, key and hint: only the cookie's holder can hit it) and used only
+// when the record just read from the store is byte for byte the one it
+// was decoded from, so it can never serve a session the store no longer
+// holds, or one written since (revalidated, touched) by another replica.
+type openCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]openEntry
+}
+
+type openEntry struct {
+	record  []byte
+	session Session
+}
+
+func newOpenCache(max int) *openCache {
+	return &openCache{max: max, entries: make(map[string]openEntry, max)}
+}
+
+// open returns the session sealed in record for ticket t.
+func (m *Manager) open(t ticket, record []byte) (*Session, bool) {
+	key := t.cacheKey()
+	c := m.opened
+	c.mu.Lock()
+	e, hit := c.entries[key]
+	c.mu.Unlock()
+	if hit && bytes.Equal(e.record, record) {
+		s := e.session // a copy: callers may change their session
+		return &s, true
+	}
+	plain, err := t.open(record)
+	if err != nil {
+		return nil, false
+	}
+	s := &Session{ticket: t}
+	if err := json.Unmarshal(plain, s); err != nil {
+		return nil, false
+	}
+	// The ticket's generation hint must name this session's own user (the
+	// hint is part of the cache key, so this holds for every hit too).
+	if userHash(s.Identity) != t.user {
+		return nil, false
+	}
+	c.put(key, openEntry{record: record, session: *s})
+	return s, true
+}
+
+func (c *openCache) put(key string, e openEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
+		for k := range c.entries { // evict one (map order is random)
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[key] = e
+}
+
+// forget drops t's entry (the session ended).
+func (c *openCache) forget(t ticket) {
+	c.mu.Lock()
+	delete(c.entries, t.cacheKey())
+	c.mu.Unlock()
+}
