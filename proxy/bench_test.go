@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/metrics"
 )
 
 // BenchmarkAuthenticatedRequest measures one signed-in request through the
@@ -73,3 +76,16 @@ type discardWriter struct{ header http.Header }
 func (d discardWriter) Header() http.Header         { return d.header }
 func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d discardWriter) WriteHeader(int)             {}
+
+// BenchmarkAccessLog is the cost of the access log line and metrics that
+// Observe adds to every request (JSON, the default format).
+func BenchmarkAccessLog(b *testing.B) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	h := Observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), log, nil, metrics.New())
+	r := httptest.NewRequest(http.MethodGet, "/app/items?x=1", nil)
+	w := discardWriter{header: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}

@@ -12,8 +12,9 @@ const openCacheSize = 4096
 
 // openCache keeps the last decoded copy of each busy session, so a
 // request whose stored record has not changed since the last one skips
-// the AES-GCM open and the JSON decode. An entry is keyed by the whole
-// ticket (id, key and hint: only the cookie's holder can hit it) and used only
+// the AES-GCM open and the JSON decode. An entry is keyed by the cookie's
+// value, the whole ticket (id, key and hint: only the cookie's holder can
+// hit it; a value is cached only once it parsed and opened), and used only
 // when the record just read from the store is byte for byte the one it
 // was decoded from, so it can never serve a session the store no longer
 // holds, or one written since (revalidated, touched) by another replica.
@@ -32,13 +33,18 @@ func newOpenCache(max int) *openCache {
 	return &openCache{max: max, entries: make(map[string]openEntry, max)}
 }
 
-// open returns the session sealed in record for ticket t.
-func (m *Manager) open(t ticket, record []byte) (*Session, bool) {
-	key := t.cacheKey()
-	c := m.opened
+// get returns the entry of a cookie value.
+func (c *openCache) get(value string) (openEntry, bool) {
 	c.mu.Lock()
-	e, hit := c.entries[key]
+	e, ok := c.entries[value]
 	c.mu.Unlock()
+	return e, ok
+}
+
+// open returns the session sealed in record for ticket t, whose cookie
+// value is key; e is the cache's entry for it when hit.
+func (m *Manager) open(key string, t ticket, record []byte, e openEntry, hit bool) (*Session, bool) {
+	c := m.opened
 	if hit && bytes.Equal(e.record, record) {
 		s := e.session // a copy: callers may change their session
 		return &s, true
@@ -75,6 +81,6 @@ func (c *openCache) put(key string, e openEntry) {
 // forget drops t's entry (the session ended).
 func (c *openCache) forget(t ticket) {
 	c.mu.Lock()
-	delete(c.entries, t.cacheKey())
+	delete(c.entries, t.String())
 	c.mu.Unlock()
 }

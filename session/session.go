@@ -138,11 +138,16 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
 	if n != 1 {
 		return nil, ErrNoSession
 	}
-	t, err := parseTicket(value)
-	if err != nil {
-		return nil, ErrNoSession
+	// A cookie seen before needs no parsing: its entry holds the ticket.
+	cached, hit := m.opened.get(value)
+	t := cached.session.ticket
+	if !hit {
+		var err error
+		if t, err = parseTicket(value); err != nil {
+			return nil, ErrNoSession
+		}
 	}
-	return m.load(ctx, t)
+	return m.load(ctx, value, t, cached, hit)
 }
 
 // cookieValue returns the value of the cookie called name and how many
@@ -170,7 +175,9 @@ func cookieValue(r *http.Request, name string) (value string, n int) {
 	return value, n
 }
 
-func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
+// load reads the session of ticket t (the cookie value is the cache key;
+// cached is its entry when hit).
+func (m *Manager) load(ctx context.Context, value string, t ticket, cached openEntry, hit bool) (*Session, error) {
 	// The session and its user's generation in one round trip.
 	sessionKey, genKey := t.storeKey(), t.generationKey()
 	recs, err := m.store.GetMulti(ctx, []string{sessionKey, genKey})
@@ -181,7 +188,7 @@ func (m *Manager) load(ctx context.Context, t ticket) (*Session, error) {
 	if !ok {
 		return nil, ErrNoSession
 	}
-	s, ok := m.open(t, rec)
+	s, ok := m.open(value, t, rec, cached, hit)
 	if !ok {
 		// Corrupt, foreign or swapped data is no session, never a crash.
 		return nil, ErrNoSession

@@ -37,7 +37,7 @@ type ticket struct {
 // ticketNames are the names derived from a ticket, each a hash or an
 // encoding that would otherwise be recomputed several times per request.
 type ticketNames struct {
-	storeKey, generationKey, publicID, cacheKey string
+	storeKey, generationKey, publicID string
 }
 
 func newTicket(user [userLen]byte) (ticket, error) {
@@ -58,7 +58,6 @@ func (t ticket) derive() ticket {
 		storeKey:      "s1:" + base64.RawURLEncoding.EncodeToString(sk[:]),
 		generationKey: "u2:" + base64.RawURLEncoding.EncodeToString(t.user[:]),
 		publicID:      base64.RawURLEncoding.EncodeToString(pid[:16]),
-		cacheKey:      string(t.id[:]) + string(t.key[:]) + string(t.user[:]),
 	}
 	return t
 }
@@ -71,10 +70,6 @@ func (t ticket) String() string {
 	b = append(append(append(b, t.id[:]...), t.key[:]...), t.user[:]...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
-
-// cacheKey identifies the ticket whole (id, key and generation hint):
-// only the holder of the cookie can hit a cache entry under it.
-func (t ticket) cacheKey() string { return t.names.cacheKey }
 
 // generationKey is where the user's generation record lives.
 func (t ticket) generationKey() string { return t.names.generationKey }
