@@ -81,7 +81,13 @@ func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *met
 			note.handler = "other"
 		}
 		m.Request(note.handler, rec.status, elapsed)
-		log.Info("request",
+		// Kubernetes probes every few seconds: their lines are debug, so
+		// they do not drown the requests people make.
+		level := slog.LevelInfo
+		if note.handler == "ping" || note.handler == "ready" {
+			level = slog.LevelDebug
+		}
+		log.Log(r.Context(), level, "request",
 			"event", "access",
 			"method", r.Method,
 			"path", logPath(r),
