@@ -267,6 +267,8 @@ func TestForwardAuthOriginalRequest(t *testing.T) {
 		{"encoded slash in the original", "GET", "/oauth2/auth", withCookie(map[string]string{"X-Forwarded-Uri": "/app%2F..%2Fadmin"}), 403},
 		{"params in the original", "GET", "/oauth2/auth", withCookie(map[string]string{"X-Forwarded-Uri": "/public/..;/admin"}), 403},
 		{"lower-case forwarded method", "GET", "/oauth2/auth", withCookie(map[string]string{"X-Forwarded-Uri": "/deploy", "X-Forwarded-Method": "delete"}), 403},
+		{"ingress-nginx's original method", "GET", "/oauth2/auth", withCookie(map[string]string{"X-Original-URL": "https://dash.example.com/deploy", "X-Original-Method": "DELETE"}), 403},
+		{"ingress-nginx GET", "GET", "/oauth2/auth", withCookie(map[string]string{"X-Original-URL": "https://dash.example.com/deploy", "X-Original-Method": "GET"}), 202},
 		{"envoy allowed", "GET", "/oauth2/auth/app", withCookie(nil), 202},
 		{"envoy policy", "GET", "/oauth2/auth/admin", withCookie(nil), 403},
 		{"envoy method kept", "delete", "/oauth2/auth/deploy", withCookie(nil), 403},

@@ -538,7 +538,11 @@ func (h *Handler) originalRequest(r *http.Request) (t target, refused string) {
 		return unknown, ""
 	}
 	method := http.MethodGet
-	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
+	m := r.Header.Get("X-Forwarded-Method") // Traefik, nginx as documented
+	if m == "" {
+		m = r.Header.Get("X-Original-Method") // ingress-nginx's auth-url
+	}
+	if m != "" {
 		method = canonicalMethod(m)
 		if !isToken(method) {
 			return unknown, "the original request method is not a valid method"
