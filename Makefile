@@ -8,7 +8,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build demo test deps lint unit e2e chart skipped fuzz bench clean
+.PHONY: all build demo test deps lint unit e2e chart skipped fuzz bench clean image image-test
 
 all: build
 
@@ -27,10 +27,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd charts/gatehouse/tests && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd tools/image && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Unit and integration tests, then the browser end-to-end suite (verbose,
 # so the log shows each Chromium test that ran).
-test: deps lint unit e2e chart skipped
+test: deps lint unit e2e chart image-test skipped
 
 # Test output is kept in .test-logs/ so `skipped` can list every skipped
 # test at the end: a green run must not hide one.
@@ -72,6 +73,22 @@ BENCH_DURATION ?= 5s
 BENCH_CONCURRENCY ?= 16
 bench: deps
 	$(GO) run ./bench -duration $(BENCH_DURATION) -concurrency $(BENCH_CONCURRENCY)
+
+# Container image built with neither a Docker daemon nor a base image
+# (tools/image, a module of its own): linux/amd64 + linux/arm64 in one OCI
+# archive. IMAGE=REF names it (default ghcr.io/gatehouse/gatehouse:VERSION
+# without a leading v).
+IMAGE_OCI := bin/gatehouse-image.oci.tar
+IMAGE     ?=
+image:
+	@test -s /etc/ssl/certs/ca-certificates.crt || { apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates; }
+	cd tools/image && $(GO) run . -out ../../$(IMAGE_OCI) -version '$(VERSION)' -commit '$(COMMIT)' $(if $(IMAGE),-ref '$(IMAGE)')
+
+# Unpacks the archive and runs the amd64 image's /gatehouse (version, check,
+# serve) chrooted as 65532:65532 (needs root).
+image-test: image
+	@mkdir -p $(LOGS)
+	set -o pipefail; cd tools/image && $(GO) test -count=1 -v . -args -archive ../../$(IMAGE_OCI) -version '$(VERSION)' -commit '$(COMMIT)' 2>&1 | tee ../../$(LOGS)/image.log
 
 clean:
 	rm -rf bin

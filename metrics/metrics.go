@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -13,7 +14,44 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/sessionstore"
+)
+
+// Label values known in advance. Init and InstrumentStore create these
+// series at zero, so that rate() and increase() work from the first scrape
+// instead of missing the first event of each kind.
+const (
+	LoginSuccess = "success"
+	LoginDenied  = "denied"
+	LoginError   = "error"
+
+	ReasonScope = "scope" // a token's scopes do not cover the request
+	ReasonPath  = "path"  // a request path refused before any decision
+
+	ReloadSuccess = "success"
+	ReloadFailure = "failure"
+)
+
+// LoginResults are the results of gatehouse_logins_total.
+var LoginResults = []string{LoginSuccess, LoginDenied, LoginError}
+
+// DenyReasons are the reasons of gatehouse_authz_denied_total: every
+// filters.Kind, and the proxy's own.
+var DenyReasons = []string{
+	string(filters.KindEmail), string(filters.KindUnverified), string(filters.KindOrganization),
+	string(filters.KindTeam), string(filters.KindUser), string(filters.KindGroup), string(filters.KindRevoked),
+	ReasonScope, ReasonPath,
+}
+
+// DeviceResults are the results of gatehouse_device_authorizations_total.
+var DeviceResults = []string{"issued", "approved", "denied", "expired", "ended", "token_issued"}
+
+// StoreOps and StoreResults are the op and result labels of
+// gatehouse_session_store_operations_total.
+var (
+	StoreOps     = []string{"get", "get_multi", "set", "add", "replace", "touch", "delete"}
+	StoreResults = []string{"ok", "miss", "exists", "error"}
 )
 
 // Metrics holds every collector, registered on its own registry so tests
@@ -28,6 +66,13 @@ type Metrics struct {
 	StoreOps         *prometheus.CounterVec // store, op, result
 	StoreDuration    *prometheus.HistogramVec
 	DeviceAuths      *prometheus.CounterVec // result
+	BuildInfo        *prometheus.GaugeVec   // version, commit, goversion; always 1
+	ConfigReloads    *prometheus.CounterVec // result: success, failure
+	ReloadOK         prometheus.Gauge       // 1 when the last reload (or the start) succeeded
+	ReloadOKTime     prometheus.Gauge       // when the configuration was last loaded successfully
+	CertExpiry       *prometheus.GaugeVec   // no labels; absent while TLS is off
+
+	own []prometheus.Collector // Gatehouse's own collectors, without Go and process
 }
 
 // New creates and registers the metrics, with Go and process collectors.
@@ -61,11 +106,95 @@ func New() *Metrics {
 		DeviceAuths: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_device_authorizations_total", Help: "Device authorization outcomes.",
 		}, []string{"result"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_build_info", Help: "Always 1; the labels say which build is running.",
+		}, []string{"version", "commit", "goversion"}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_config_reloads_total", Help: "Configuration reloads (config file, the files it names, TLS certificate and key, signing keys) by result.",
+		}, []string{"result"}),
+		ReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_last_reload_successful", Help: "1 when the last configuration reload succeeded (or none was tried since the start), 0 while a refused one is pending.",
+		}),
+		ReloadOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful configuration load.",
+		}),
+		CertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_tls_certificate_expiry_timestamp_seconds", Help: "Unix time when the served TLS certificate (server.tls_cert_file) expires.",
+		}, nil),
 	}
-	m.Registry.MustRegister(m.HTTPRequests, m.HTTPDuration, m.UpstreamDuration, m.Logins, m.AuthzDenied,
-		m.StoreOps, m.StoreDuration, m.DeviceAuths,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.own = []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.UpstreamDuration, m.Logins, m.AuthzDenied,
+		m.StoreOps, m.StoreDuration, m.DeviceAuths, m.BuildInfo, m.ConfigReloads, m.ReloadOK, m.ReloadOKTime, m.CertExpiry}
+	m.Registry.MustRegister(m.own...)
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.SetBuildInfo("unknown", "unknown")
+	// The process starts only with a configuration that loaded.
+	m.ReloadOK.Set(1)
+	m.ReloadOKTime.SetToCurrentTime()
+	for _, r := range []string{ReloadSuccess, ReloadFailure} {
+		m.ConfigReloads.WithLabelValues(r)
+	}
 	return m
+}
+
+// SetBuildInfo sets gatehouse_build_info{version,commit,goversion} to 1,
+// replacing the series of an earlier call.
+func (m *Metrics) SetBuildInfo(version, commit string) {
+	if m == nil {
+		return
+	}
+	m.BuildInfo.Reset()
+	m.BuildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
+}
+
+// Init creates at zero the series whose label values are known in advance:
+// gatehouse_logins_total for each provider and result,
+// gatehouse_authz_denied_total for each reason and
+// gatehouse_device_authorizations_total for each result. providers are the
+// names sign-ins are counted under (github, gitlab, google, microsoft and
+// the OIDC names). Calling it again (after a reload) adds new providers;
+// series of providers no longer configured stay at their last value.
+func (m *Metrics) Init(providers []string) {
+	if m == nil {
+		return
+	}
+	for _, p := range providers {
+		for _, r := range LoginResults {
+			m.Logins.WithLabelValues(p, r)
+		}
+	}
+	for _, r := range DenyReasons {
+		m.AuthzDenied.WithLabelValues(r)
+	}
+	for _, r := range DeviceResults {
+		m.DeviceAuths.WithLabelValues(r)
+	}
+}
+
+// ConfigReload counts a configuration reload: err nil when the new
+// configuration (with its files, TLS certificate and keys) was applied,
+// else the reason it was refused. gatehouse_config_last_reload_successful
+// stays 0 until a later reload succeeds.
+func (m *Metrics) ConfigReload(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.ConfigReloads.WithLabelValues(ReloadFailure).Inc()
+		m.ReloadOK.Set(0)
+		return
+	}
+	m.ConfigReloads.WithLabelValues(ReloadSuccess).Inc()
+	m.ReloadOK.Set(1)
+	m.ReloadOKTime.SetToCurrentTime()
+}
+
+// SetCertificateExpiry records when the served TLS certificate expires
+// (its leaf's NotAfter), at start and after each reload that loads one.
+func (m *Metrics) SetCertificateExpiry(notAfter time.Time) {
+	if m == nil {
+		return
+	}
+	m.CertExpiry.WithLabelValues().Set(float64(notAfter.Unix()))
 }
 
 // Handler serves /metrics.
@@ -102,10 +231,16 @@ func (m *Metrics) Request(handler string, code int, d time.Duration) {
 	}
 }
 
-// InstrumentStore wraps a store so its operations are counted and timed.
+// InstrumentStore wraps a store so its operations are counted and timed;
+// the counters of every op and result start at zero.
 func (m *Metrics) InstrumentStore(s sessionstore.Store, name string) sessionstore.Store {
 	if m == nil {
 		return s
+	}
+	for _, op := range StoreOps {
+		for _, r := range StoreResults {
+			m.StoreOps.WithLabelValues(name, op, r)
+		}
 	}
 	return &instrumented{Store: s, name: name, m: m}
 }

@@ -26,7 +26,7 @@ func NewTestMemcache(t *testing.T, servers ...string) *Memcache {
 }
 
 // UpCount is how many servers are in use.
-func UpCount(m *Memcache) int { return m.selector.upCount() }
+func UpCount(m *Memcache) int { return m.ring.upMembers() }
 
 // WaitUntil polls cond until it holds or timeout passes.
 func WaitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -109,3 +109,67 @@ func TestOneMemcachedRequestsWorkAsSoonAsItIsBack(t *testing.T) {
 		t.Fatalf("the new session: %v", err)
 	}
 }
+
+// With three memcached and two replicas, killing any one node signs out
+// nobody and refuses no request, and neither does its return (empty);
+// sessions signed out while it was down stay signed out.
+func TestOneOfThreeNodesDownSignsOutNobody(t *testing.T) {
+	ctx := context.Background()
+	for victim := 0; victim < 3; victim++ {
+		t.Run(fmt.Sprint("node ", victim), func(t *testing.T) {
+			nodes := []interface {
+				Addr() string
+				Stop()
+				Start()
+			}{sessionstore.StartMemcached(t), sessionstore.StartMemcached(t), sessionstore.StartMemcached(t)}
+			store := sessionstore.NewTestMemcache(t, nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
+			m := session.NewManager(session.Config{CookieName: "_gatehouse", Lifetime: time.Hour, IdleTimeout: time.Hour}, store, nil)
+			type signedIn struct {
+				id     identity.Identity
+				cookie *http.Cookie
+				s      *session.Session
+			}
+			var users []signedIn
+			for i := 0; i < 40; i++ {
+				id := identity.Identity{Provider: "corp", Subject: fmt.Sprint(i), User: fmt.Sprintf("user%d", i)}
+				rec := httptest.NewRecorder()
+				s, err := m.Create(ctx, rec, id, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				users = append(users, signedIn{id: id, cookie: rec.Result().Cookies()[0], s: s})
+			}
+			loadAll := func(when string, signedOut func(i int) bool) {
+				t.Helper()
+				for i, u := range users {
+					_, err := m.Load(ctx, request(u.cookie))
+					switch {
+					case signedOut(i) && !errors.Is(err, session.ErrNoSession):
+						t.Fatalf("%s, %s signed out: %v, want ErrNoSession", when, u.id.User, err)
+					case !signedOut(i) && err != nil:
+						t.Fatalf("%s, %s: %v, want the session", when, u.id.User, err)
+					}
+				}
+			}
+			nodes[victim].Stop()
+			loadAll("with a node down", func(int) bool { return false })
+			for i, u := range users {
+				var err error
+				switch i % 4 {
+				case 0:
+					err = m.Delete(ctx, nil, u.s)
+				case 1:
+					err = m.EndAll(ctx, u.id)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			ended := func(i int) bool { return i%4 < 2 }
+			loadAll("with a node down", ended)
+			nodes[victim].Start() // empty
+			sessionstore.WaitUntil(t, 10*time.Second, "the node to be used again", func() bool { return sessionstore.UpCount(store) == 3 })
+			loadAll("once the node is back", ended)
+		})
+	}
+}

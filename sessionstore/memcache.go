@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
 
 // ErrTooLarge is returned for a value memcached would refuse (its default
@@ -22,75 +25,170 @@ var ErrTooLarge = errors.New("sessionstore: record larger than memcached's 1 MB 
 // errNoServer means every server is set aside and none may be tried now.
 var errNoServer = errors.New("memcache: no server available")
 
+// errSetAside is a call skipped because its server was set aside after
+// the operation chose it.
+var errSetAside = errors.New("memcache: server set aside")
+
 const (
 	maxItemSize  = 1<<20 - 512 // room for the key and item header
 	maxKeyLen    = 250
 	maxRelative  = 30 * 24 * time.Hour // longer expirations are absolute Unix times
 	probeEvery   = 500 * time.Millisecond
 	probeTimeout = 250 * time.Millisecond
+	// resolveTimeout bounds one round of name resolution.
+	resolveTimeout = 5 * time.Second
 )
 
-// Memcache is a Store in memcached, shared by every replica. Servers are
-// chosen by rendezvous hashing; a server that fails is set aside (its keys
-// go to the next-best server) until a background probe finds it again. A
-// server that missed writes or deletes while set aside is flushed before
-// it is used again, so nothing ended meanwhile comes back from it. When
+// Memcache is a Store in memcached, shared by every replica. Each record
+// lives on the first `replicas` servers of its rendezvous ranking that
+// are in use; see ring for the rules that keep a stale record from ever
+// being served. A server that fails is set aside until a background probe
+// finds it again (flushed first when it missed writes or deletes). When
 // every server is set aside, requests try them anyway: with one server
 // there is nothing to fail over to, and waiting for the probe would only
-// refuse requests a working memcached could answer.
+// refuse requests a working memcached could answer. Servers given as
+// dns+ or dnssrv+ names are resolved again every resolve interval.
 type Memcache struct {
-	clients  []*memcache.Client // one per server, same index as the selector's
-	selector *rendezvous
+	ring     *ring
 	timeout  time.Duration
 	backoff  time.Duration // after a slow failure, tries wait this long
-	stop     chan struct{}
-	done     sync.WaitGroup
+	maxIdle  int
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	log      *slog.Logger
+	resolver Resolver
 	now      func() time.Time
+
+	specs        []*discovered
+	specMu       sync.Mutex
+	resolveEvery time.Duration
+	joinDelay    time.Duration
+
+	stop chan struct{}
+	done sync.WaitGroup
 }
 
-// NewMemcache connects to the configured servers. Call Close to stop the
-// background health probe.
-func NewMemcache(cfg MemcacheConfig) (*Memcache, error) {
-	return newMemcache(cfg, probeEvery)
+// NewMemcache connects to the configured servers. A name that does not
+// resolve is not an error: the store starts without its servers (failing
+// every request closed while it has none) and keeps resolving it. Call
+// Close to stop the background work.
+func NewMemcache(cfg MemcacheConfig, opts ...Option) (*Memcache, error) {
+	return newMemcache(cfg, probeEvery, opts...)
 }
 
 // newMemcache is NewMemcache with the probe's interval; 0 runs no probe
 // (tests that must see what requests alone do).
-func newMemcache(cfg MemcacheConfig, probeInterval time.Duration) (*Memcache, error) {
-	sel, err := newRendezvous(cfg.Servers)
-	if err != nil {
-		return nil, err
+func newMemcache(cfg MemcacheConfig, probeInterval time.Duration, opts ...Option) (*Memcache, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
 	}
-	m := &Memcache{selector: sel, timeout: cfg.Timeout, backoff: probeEvery, stop: make(chan struct{}), now: time.Now}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.resolver == nil {
+		o.resolver = net.DefaultResolver
+	}
+	var ps confcheck.Problems
+	var specs []*discovered
+	for _, raw := range cfg.Servers {
+		sp, err := parseServer(raw)
+		if err != nil {
+			ps.Addf("servers", "%v", err)
+			continue
+		}
+		specs = append(specs, &discovered{serverSpec: sp})
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled {
+		var tps confcheck.Problems
+		tlsConfig, _ = cfg.TLS.build(&tps)
+		ps.Nest("tls", tps)
+	}
+	if len(ps) > 0 {
+		return nil, errConfig(ps)
+	}
+	m := &Memcache{
+		timeout: cfg.Timeout, backoff: probeEvery, maxIdle: cfg.MaxIdleConns,
+		log: o.log, resolver: o.resolver, now: time.Now,
+		specs: specs, resolveEvery: cfg.ResolveInterval,
+		stop: make(chan struct{}),
+	}
 	if m.timeout <= 0 {
 		m.timeout = memcache.DefaultTimeout
 	}
-	for _, addr := range sel.addrs {
-		c := memcache.NewFromSelector(oneServer{addr})
-		c.Timeout = cfg.Timeout
-		c.MaxIdleConns = cfg.MaxIdleConns
-		m.clients = append(m.clients, c)
+	if m.resolveEvery <= 0 {
+		m.resolveEvery = DefaultResolveInterval
 	}
+	// Long enough for every other Gatehouse process to have resolved at
+	// least twice: see ring.
+	m.joinDelay = 3 * m.resolveEvery
+	replicas := cfg.Replicas
+	if replicas <= 0 {
+		replicas = DefaultReplicas
+	}
+	m.ring = newRing(replicas)
+	netResolver, _ := o.resolver.(*net.Resolver)
+	m.dial = dialer(tlsConfig, netResolver)
+	m.resolve()
 	if probeInterval > 0 {
 		m.done.Add(1)
 		go m.probe(probeInterval)
 	}
+	for _, sp := range specs {
+		if sp.kind != staticServer {
+			m.done.Add(1)
+			go m.discover()
+			break
+		}
+	}
 	return m, nil
 }
 
+// dialer connects to memcached: over TLS when tlsConfig is set, resolving
+// host names with resolver (nil: the default).
+func dialer(tlsConfig *tls.Config, resolver *net.Resolver) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	nd := &net.Dialer{Resolver: resolver}
+	if tlsConfig == nil {
+		return nd.DialContext
+	}
+	// With no server_name, tls.Dialer checks the certificate against the
+	// host dialled (an IP address for dns+ servers: the certificate then
+	// needs it as an IP SAN, or set server_name).
+	td := &tls.Dialer{NetDialer: nd, Config: tlsConfig}
+	return td.DialContext
+}
+
+// newServer makes the state for one address, with its own connections.
+func (m *Memcache) newServer(addr string) *server {
+	c := memcache.NewFromSelector(oneServer{tcpAddr(addr)})
+	c.Timeout = m.timeout
+	c.MaxIdleConns = m.maxIdle
+	c.DialContext = m.dial
+	return &server{addr: addr, client: c}
+}
+
+// tcpAddr is a host:port to dial, the host being a name or an address.
+type tcpAddr string
+
+func (a tcpAddr) Network() string { return "tcp" }
+func (a tcpAddr) String() string  { return string(a) }
+
 // oneServer is a memcache.ServerSelector of one address: the store picks
-// the server itself, so that it knows which one answered.
+// the servers itself, so that it knows which one answered.
 type oneServer struct{ addr net.Addr }
 
 func (s oneServer) PickServer(string) (net.Addr, error) { return s.addr, nil }
 func (s oneServer) Each(f func(net.Addr) error) error   { return f(s.addr) }
 
-// Close stops the health probe and closes idle connections.
+// Close stops the background work and closes idle connections.
 func (m *Memcache) Close() error {
 	close(m.stop)
 	m.done.Wait()
-	for _, c := range m.clients {
-		_ = c.Close()
+	m.ring.mu.Lock()
+	all := m.ring.all
+	m.ring.mu.Unlock()
+	for _, s := range all {
+		_ = s.client.Close()
 	}
 	return nil
 }
@@ -126,203 +224,509 @@ func (m *Memcache) expiration(ttl time.Duration) int32 {
 	return int32(secs)
 }
 
-// run performs op for key on the server chosen for it, setting the server
-// aside on a network failure. mutates says whether op writes or deletes.
-func (m *Memcache) run(ctx context.Context, key string, mutates bool, op func(c *memcache.Client, key string) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// isAnswer reports whether err is memcached answering (no such key, not
+// stored), as opposed to a server that could not be asked.
+func isAnswer(err error) bool {
+	return errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrCASConflict)
+}
+
+// op is one store operation: the servers it touched and failed on, and
+// the set-aside servers it claimed to try.
+type op struct {
+	m       *Memcache
+	mu      sync.Mutex
+	touched []*server
+	failed  []*server
+	tries   map[*server]bool // guarded by ring.mu
+}
+
+func (m *Memcache) begin() *op { return &op{m: m} }
+
+// finish releases what o holds. answered says whether a write or delete
+// gave the caller a definite answer (done, exists, not found) rather than
+// a store error: every server it failed on then counts as having missed
+// it, since the call may or may not have been applied there. After a
+// store error the outcome is undetermined for the caller too, and the
+// server is not flushed for it.
+func (o *op) finish(answered bool) { o.m.ring.finish(o, answered) }
+
+// call runs fn against s. A server set aside since the operation chose
+// it is skipped, as failed. Any failure other than memcached's answers
+// sets the server aside.
+func (o *op) call(s *server, fn func(c *memcache.Client) error) error {
+	m := o.m
+	ok, try := m.ring.enter(s, o)
+	o.mu.Lock()
+	o.touched = append(o.touched, s)
+	if !ok {
+		o.failed = append(o.failed, s)
 	}
-	key = safeKey(key)
-	server, try := m.selector.route(key, mutates, m.now())
-	if server < 0 {
-		return errNoServer
+	o.mu.Unlock()
+	if !ok {
+		return errSetAside
 	}
 	start := m.now()
-	err := op(m.clients[server], key)
-	failed := err != nil && isNetworkError(err)
+	err := fn(s.client)
+	if err == nil || isAnswer(err) {
+		if try {
+			m.ring.tried(s, o)
+		}
+		return err
+	}
 	// A failure that took about the timeout is a hung server: hold tries
 	// off for a while so that not every request waits for it.
-	slow := failed && m.now().Sub(start) >= m.timeout/2
-	if m.selector.done(server, try, failed, slow, m.now(), m.backoff) {
+	slow := m.now().Sub(start) >= m.timeout/2
+	if m.ring.fail(s, try, slow, m.now(), m.backoff) {
 		// Its idle connections are dead or stale; when it comes back,
 		// start afresh rather than fail once per pooled connection.
-		_ = m.clients[server].Close()
+		_ = s.client.Close()
+		m.log.Warn("memcached server set aside: its records are read from and written to the next servers until it answers again",
+			"server", s.addr, "err", err.Error())
 	}
+	o.mu.Lock()
+	o.failed = append(o.failed, s)
+	o.mu.Unlock()
 	return err
 }
 
-func isNetworkError(err error) bool {
-	if errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrCASConflict) {
-		return false
-	}
-	var ne net.Error
-	var ce *memcache.ConnectTimeoutError
-	return errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, memcache.ErrServerError) ||
-		strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
+// task is one call of a wave.
+type task struct {
+	s   *server
+	fn  func(c *memcache.Client) error
+	err error
 }
 
-// Get implements Store.
-func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
-	var value []byte
-	err := m.run(ctx, key, false, func(c *memcache.Client, k string) error {
-		it, err := c.Get(k)
-		if err == nil {
-			value = it.Value
+// wave runs tasks at the same time (the last on this goroutine).
+func (o *op) wave(tasks []*task) {
+	if len(tasks) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, t := range tasks[:len(tasks)-1] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.err = o.call(t.s, t.fn)
+		}()
+	}
+	last := tasks[len(tasks)-1]
+	last.err = o.call(last.s, last.fn)
+	wg.Wait()
+}
+
+// noServer is the error for an operation with no server to go to.
+func (m *Memcache) noServer() error {
+	if m.ring.memberCount() > 0 {
+		return errNoServer
+	}
+	m.specMu.Lock()
+	defer m.specMu.Unlock()
+	var why []string
+	for _, sp := range m.specs {
+		if len(sp.addrs) == 0 && sp.err != nil {
+			why = append(why, fmt.Sprintf("%s did not resolve (%v)", sp.raw, sp.err))
 		}
-		return err
-	})
-	if errors.Is(err, memcache.ErrCacheMiss) {
+	}
+	if len(why) == 0 {
+		return errors.New("memcache: no memcached server is known")
+	}
+	return fmt.Errorf("memcache: no memcached server is known: %s", strings.Join(why, "; "))
+}
+
+// Get implements Store: the key's replicas (the first servers in use of
+// its ranking) are asked in ranking order and the first record found is
+// the answer. A replica that holds nothing (it came back empty, or is new
+// to the key) passes the question on; the key holds nothing when the
+// replicas that answered all said so. When none answered, Get fails.
+func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k := safeKey(key)
+	o := m.begin()
+	defer o.finish(false)
+	p := m.ring.plan(k, false, m.now(), o)
+	answered := 0
+	lastErr := m.noServer()
+	for _, s := range p.order[:p.n] {
+		var value []byte
+		err := o.call(s, func(c *memcache.Client) error {
+			it, err := c.Get(k)
+			if err == nil {
+				value = it.Value
+			}
+			return err
+		})
+		switch {
+		case err == nil:
+			return value, nil
+		case errors.Is(err, memcache.ErrCacheMiss):
+			answered++
+		default:
+			lastErr = err
+		}
+	}
+	if answered > 0 {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("memcache get: %w", err)
-	}
-	return value, nil
+	return nil, fmt.Errorf("memcache get: %w", lastErr)
 }
 
-// GetMulti implements Store: keys are grouped by the server chosen for
-// them and each group is one multi-get; groups on different servers are
-// asked at the same time, so the request costs one round trip.
+// GetMulti implements Store as Get does for each key, in waves: each
+// wave asks every server concerned at the same time, with one multi-get
+// for all the keys it is next in line for. Usually one wave answers.
 func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
-	groups := map[int][]string{}
-	for _, k := range keys {
-		server := m.selector.pick(safeKey(k))
-		groups[server] = append(groups[server], k)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	out := make(map[string][]byte, len(keys))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var firstErr error
-	fetch := func(group []string) {
-		safe := make([]string, len(group))
-		original := make(map[string]string, len(group))
-		for i, k := range group {
-			safe[i] = safeKey(k)
-			original[safe[i]] = k
-		}
-		// Routed by the group's first key: every key in the group was
-		// picked for the same server.
-		err := m.run(ctx, group[0], false, func(c *memcache.Client, _ string) error {
-			items, err := c.GetMulti(safe)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			for k, it := range items {
-				out[original[k]] = it.Value
-			}
-			mu.Unlock()
-			return nil
-		})
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = fmt.Errorf("memcache get: %w", err)
-			}
-			mu.Unlock()
-		}
+	if len(keys) == 0 {
+		return out, nil
 	}
-	n := 0
-	for _, group := range groups {
-		n++
-		if n == len(groups) {
-			fetch(group) // the last group on this goroutine
+	type read struct {
+		key, safe      string
+		p              plan
+		next, answered int
+	}
+	o := m.begin()
+	defer o.finish(false)
+	now := m.now()
+	reads := make([]*read, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
 			continue
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); fetch(group) }()
+		seen[k] = true
+		r := &read{key: k, safe: safeKey(k)}
+		r.p = m.ring.plan(r.safe, false, now, o)
+		reads = append(reads, r)
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	var lastErr error
+	unanswered := 0
+	for len(reads) > 0 {
+		groups := map[*server][]*read{}
+		var tasks []*task
+		for _, r := range reads {
+			if r.next >= r.p.n {
+				if r.answered == 0 {
+					unanswered++
+				}
+				continue
+			}
+			s := r.p.order[r.next]
+			if groups[s] == nil {
+				tasks = append(tasks, &task{s: s})
+			}
+			groups[s] = append(groups[s], r)
+		}
+		results := make(map[*server]map[string]*memcache.Item, len(tasks))
+		var mu sync.Mutex
+		for _, t := range tasks {
+			group := groups[t.s]
+			t.fn = func(c *memcache.Client) error {
+				ks := make([]string, len(group))
+				for i, r := range group {
+					ks[i] = r.safe
+				}
+				items, err := c.GetMulti(ks)
+				if err == nil {
+					mu.Lock()
+					results[t.s] = items
+					mu.Unlock()
+				}
+				return err
+			}
+		}
+		o.wave(tasks)
+		var again []*read
+		for _, t := range tasks {
+			for _, r := range groups[t.s] {
+				r.next++
+				if t.err != nil {
+					lastErr = t.err
+					again = append(again, r)
+					continue
+				}
+				if it, ok := results[t.s][r.safe]; ok {
+					out[r.key] = it.Value
+					continue
+				}
+				r.answered++
+				again = append(again, r)
+			}
+		}
+		reads = again
+	}
+	if unanswered > 0 {
+		if lastErr == nil {
+			lastErr = m.noServer()
+		}
+		return nil, fmt.Errorf("memcache get: %w", lastErr)
 	}
 	return out, nil
 }
 
-// Set implements Store.
+// Set implements Store: the record goes to the key's replicas (a replica
+// that fails is replaced by the next server in the ranking) and the key
+// is deleted from every other server in use.
 func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if len(value) > maxItemSize {
 		return ErrTooLarge
 	}
-	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
-		return c.Set(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k := safeKey(key)
+	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	set := func(c *memcache.Client) error { return c.Set(item) }
+	o := m.begin()
+	p := m.ring.plan(k, true, m.now(), o)
+	stored, err := m.replicate(o, p, k, 0, p.n, set, nil)
+	o.finish(len(stored) > 0)
+	if len(stored) == 0 {
 		return fmt.Errorf("memcache set: %w", err)
 	}
 	return nil
 }
 
-// Add implements Store.
+// replicate writes to want servers of p.order from position from on
+// (replacing one that fails by the next), deleting the key from the
+// servers after them and from p.others in the first wave. It returns the
+// servers that stored the write and the last failure. A write that
+// memcached answers without storing (not stored, exists) is counted in
+// answered, when given, and fills its place.
+func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write func(*memcache.Client) error, answered *int) (storedOn []*server, lastErr error) {
+	lastErr = m.noServer()
+	del := func(c *memcache.Client) error { return c.Delete(key) }
+	next := min(from+max(want, 0), len(p.order))
+	var tasks []*task
+	for _, s := range p.order[min(from, next):next] {
+		tasks = append(tasks, &task{s: s, fn: write})
+	}
+	writes := len(tasks)
+	for _, s := range p.order[next:] {
+		tasks = append(tasks, &task{s: s, fn: del})
+	}
+	for _, s := range p.others {
+		tasks = append(tasks, &task{s: s, fn: del})
+	}
+	for len(tasks) > 0 {
+		o.wave(tasks)
+		failed := 0
+		for _, t := range tasks[:writes] {
+			switch {
+			case t.err == nil:
+				storedOn = append(storedOn, t.s)
+			case isAnswer(t.err):
+				if answered != nil {
+					*answered++
+				}
+				lastErr = t.err
+			default:
+				failed++
+				lastErr = t.err
+			}
+		}
+		tasks = nil
+		for ; failed > 0 && next < len(p.order); failed-- {
+			tasks = append(tasks, &task{s: p.order[next], fn: write})
+			next++
+		}
+		writes = len(tasks)
+	}
+	return storedOn, lastErr
+}
+
+// decide runs fn on the servers of p.order in turn until one of the first
+// p.n that answer succeeds. It returns that server's position (-1 when
+// none did), how many answered otherwise (not stored, not found), and
+// the last error.
+func (m *Memcache) decide(o *op, p plan, fn func(*memcache.Client) error) (at, answered int, lastErr error) {
+	lastErr = m.noServer()
+	for i, s := range p.order {
+		if answered >= p.n {
+			break
+		}
+		err := o.call(s, fn)
+		switch {
+		case err == nil:
+			return i, answered, nil
+		case isAnswer(err):
+			answered++
+			lastErr = err
+		default:
+			lastErr = err
+		}
+	}
+	return -1, answered, lastErr
+}
+
+// Add implements Store. The first replica that answers decides (a record
+// there: ErrExists); the record is then added to the other replicas. A
+// replica that already holds the key shows that it existed (the first
+// one had lost it): the record is taken back and Add reports ErrExists.
 func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if len(value) > maxItemSize {
 		return ErrTooLarge
 	}
-	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
-		return c.Add(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
-	})
-	if errors.Is(err, memcache.ErrNotStored) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k := safeKey(key)
+	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	add := func(c *memcache.Client) error { return c.Add(item) }
+	o := m.begin()
+	p := m.ring.plan(k, true, m.now(), o)
+	var first *server
+	var lastErr error = m.noServer()
+	at := -1
+	for i, s := range p.order {
+		err := o.call(s, add)
+		if err == nil {
+			first, at = s, i
+			break
+		}
+		if isAnswer(err) {
+			// A definite answer: a server that failed before it may hold
+			// this record, which nobody will be told exists.
+			o.finish(true)
+			return ErrExists
+		}
+		lastErr = err
+	}
+	if first == nil {
+		o.finish(false)
+		return fmt.Errorf("memcache add: %w", lastErr)
+	}
+	// The copies are added too, so that a replica that holds the key
+	// reports it.
+	var exists int
+	copies, _ := m.replicate(o, p, k, at+1, p.n-1, add, &exists)
+	if exists > 0 {
+		// Take ours back from wherever it went: only the record that was
+		// there before stays.
+		del := func(c *memcache.Client) error { return c.Delete(k) }
+		var undo []*task
+		for _, s := range append(copies, first) {
+			undo = append(undo, &task{s: s, fn: del})
+		}
+		o.wave(undo)
+		o.finish(true)
 		return ErrExists
 	}
-	if err != nil {
-		return fmt.Errorf("memcache add: %w", err)
-	}
+	o.finish(true)
 	return nil
 }
 
-// Replace implements Store with memcached's replace: stored only if the
-// server holds the key.
+// Replace implements Store with memcached's replace: the first replica,
+// in ranking order, that holds the record decides; the others that hold
+// it are replaced too, best effort, and the key is deleted from every
+// other server in use. A replica that holds nothing is left empty:
+// creating the record there could bring back one deleted meanwhile.
 func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if len(value) > maxItemSize {
 		return ErrTooLarge
 	}
-	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
-		return c.Replace(&memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)})
-	})
-	if errors.Is(err, memcache.ErrNotStored) {
-		return ErrNotFound
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if err != nil {
+	k := safeKey(key)
+	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	replace := func(c *memcache.Client) error { return c.Replace(item) }
+	o := m.begin()
+	p := m.ring.plan(k, true, m.now(), o)
+	at, answered, err := m.decide(o, p, replace)
+	if at < 0 {
+		// Not found is a definite answer: a server that failed before it
+		// may have replaced the record there.
+		o.finish(answered > 0)
+		if answered > 0 {
+			return ErrNotFound
+		}
 		return fmt.Errorf("memcache replace: %w", err)
 	}
+	m.replicate(o, p, k, at+1, p.n-answered-1, replace, nil)
+	o.finish(true)
 	return nil
 }
 
-// Touch implements Store with memcached's touch.
+// Touch implements Store with memcached's touch: decided by the first
+// replica that holds the record, applied to the others best effort. A
+// touch changes no record, so servers that miss one need no flush.
 func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error {
-		return c.Touch(k, m.expiration(ttl))
-	})
-	if errors.Is(err, memcache.ErrCacheMiss) {
-		return ErrNotFound
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if err != nil {
+	k := safeKey(key)
+	exp := m.expiration(ttl)
+	touch := func(c *memcache.Client) error { return c.Touch(k, exp) }
+	o := m.begin()
+	defer o.finish(false)
+	p := m.ring.plan(k, false, m.now(), o)
+	at, answered, err := m.decide(o, p, touch)
+	if at < 0 {
+		if answered > 0 {
+			return ErrNotFound
+		}
 		return fmt.Errorf("memcache touch: %w", err)
 	}
+	var tasks []*task
+	for _, s := range p.order[at+1 : min(len(p.order), at+1+p.n-answered-1)] {
+		tasks = append(tasks, &task{s: s, fn: touch})
+	}
+	o.wave(tasks)
 	return nil
 }
 
-// Delete implements Store.
+// Delete implements Store: the key is deleted from every server in use.
+// It fails only when no server answered; a replica that failed is set
+// aside and flushed before it is used again.
 func (m *Memcache) Delete(ctx context.Context, key string) error {
-	err := m.run(ctx, key, true, func(c *memcache.Client, k string) error { return c.Delete(k) })
-	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-		return fmt.Errorf("memcache delete: %w", err)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k := safeKey(key)
+	del := func(c *memcache.Client) error { return c.Delete(k) }
+	o := m.begin()
+	p := m.ring.plan(k, true, m.now(), o)
+	var tasks []*task
+	for _, s := range append(p.order, p.others...) {
+		tasks = append(tasks, &task{s: s, fn: del})
+	}
+	o.wave(tasks)
+	answered := 0
+	lastErr := m.noServer()
+	for _, t := range tasks {
+		if t.err == nil || isAnswer(t.err) {
+			answered++
+		} else {
+			lastErr = t.err
+		}
+	}
+	o.finish(answered > 0)
+	if answered == 0 {
+		return fmt.Errorf("memcache delete: %w", lastErr)
 	}
 	return nil
 }
 
-// Ping implements Store: ready while at least one server is up, since
-// sessions on the others keep working. When every server is set aside it
-// asks them directly, so readiness does not wait for the probe either.
+// Ping implements Store: ready while at least one server is in use.
+// When every server is set aside it asks them directly, so readiness does
+// not wait for the probe either. With no server at all (names that did
+// not resolve) it says so.
 func (m *Memcache) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if m.selector.upCount() > 0 {
+	if m.ring.upMembers() > 0 {
 		return nil
 	}
-	for _, i := range m.selector.downServers() {
-		if n, _, _, _ := m.selector.missed(i); n == 0 && alive(m.selector.names[i]) && m.selector.markUp(i, 0) {
+	if m.ring.memberCount() == 0 {
+		return m.noServer()
+	}
+	for _, s := range m.ring.downServers(true) {
+		if n, _, busy := m.ring.state(s); n == 0 && !busy && m.alive(s.addr) && m.ring.markUp(s, false, 0) {
 			return nil
 		}
 	}
@@ -341,69 +745,62 @@ func (m *Memcache) probe(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		for _, i := range m.selector.downServers() {
-			m.recover(i)
+		var wg sync.WaitGroup
+		for _, s := range m.ring.downServers(false) {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.recover(s) }()
 		}
+		wg.Wait()
 	}
 }
 
-// recover brings server i back if it answers, flushing it first when it
-// missed writes or deletes while set aside, and deleting the copies
-// written to other servers in its place (they would be stale from now on,
-// and served again if it failed once more).
-func (m *Memcache) recover(i int) bool {
-	missed, displaced, overflowed, isDown := m.selector.missed(i)
+// recover brings server s back if it answers, flushing it first when it
+// missed writes or deletes while set aside.
+func (m *Memcache) recover(s *server) bool {
+	missed, isDown, busy := m.ring.state(s)
 	if !isDown {
 		return true
 	}
-	addr := m.selector.names[i]
-	if !alive(addr) {
+	if busy || !m.alive(s.addr) {
 		return false
 	}
 	if missed > 0 {
-		if err := flushAll(addr, m.timeout); err != nil {
+		if err := m.flushAll(s.addr); err != nil {
 			return false
 		}
 	}
-	for key, fallback := range displaced {
-		if m.selector.mustFlush(fallback) {
-			continue // down itself: it is flushed when it comes back
-		}
-		if err := m.clients[fallback].Delete(key); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-			return false // try again at the next probe
-		}
+	_ = s.client.Close()
+	if !m.ring.markUp(s, missed > 0, missed) {
+		return false
 	}
-	for _, fallback := range overflowed {
-		if m.selector.mustFlush(fallback) {
-			continue
-		}
-		if err := flushAll(m.selector.names[fallback], m.timeout); err != nil {
-			return false
-		}
-	}
-	_ = m.clients[i].Close()
-	return m.selector.markUp(i, missed)
+	m.log.Info("memcached server in use again", "server", s.addr, "flushed", missed > 0)
+	return true
 }
 
 // alive asks a server for its version over a fresh connection.
-func alive(addr string) bool {
-	conn, err := net.DialTimeout("tcp", addr, probeTimeout)
+func (m *Memcache) alive(addr string) bool {
+	timeout := max(m.timeout, probeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := m.dial(ctx, "tcp", addr)
 	if err != nil {
 		return false
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(probeTimeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte("version\r\n")); err != nil {
 		return false
 	}
-	buf := make([]byte, 64)
-	n, err := conn.Read(buf)
-	return err == nil && strings.HasPrefix(string(buf[:n]), "VERSION")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "VERSION")
 }
 
 // flushAll empties a server over a fresh connection.
-func flushAll(addr string, timeout time.Duration) error {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+func (m *Memcache) flushAll(addr string) error {
+	timeout := max(m.timeout, probeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := m.dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

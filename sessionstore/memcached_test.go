@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,16 +14,29 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
 )
 
 // memcached is a real memcached process started for a test.
 type memcached struct {
 	t    *testing.T
+	ip   string // to listen on; 127.0.0.1 unless set
 	port int
 	cmd  *exec.Cmd
+	args []string // extra arguments (TLS)
+	// probeTLS, when set, is how the test checks that the process is up.
+	probeTLS *tls.Config
 }
 
-func (m *memcached) addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
+func (m *memcached) addr() string { return net.JoinHostPort(m.host(), strconv.Itoa(m.port)) }
+
+func (m *memcached) host() string {
+	if m.ip == "" {
+		return "127.0.0.1"
+	}
+	return m.ip
+}
 
 // startMemcached runs memcached on a free port until the test ends.
 func startMemcached(t *testing.T) *memcached {
@@ -30,31 +44,43 @@ func startMemcached(t *testing.T) *memcached {
 	if _, err := exec.LookPath("memcached"); err != nil {
 		t.Fatal("memcached not found: run make test, which installs it")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	m := &memcached{t: t, port: port}
+	m := &memcached{t: t, port: freePort(t)}
 	m.start()
 	t.Cleanup(m.stop)
 	return m
 }
 
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func (m *memcached) start() {
 	m.t.Helper()
-	m.cmd = exec.Command("memcached", "-l", "127.0.0.1", "-p", strconv.Itoa(m.port), "-U", "0", "-m", "64", "-u", "root")
+	args := append([]string{"-l", m.host(), "-p", strconv.Itoa(m.port), "-U", "0", "-m", "64", "-u", "root"}, m.args...)
+	m.cmd = exec.Command("memcached", args...)
 	if err := m.cmd.Start(); err != nil {
 		m.t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !alive(m.addr()) {
+	for !m.answers() {
 		if time.Now().After(deadline) {
 			m.t.Fatalf("memcached on %s did not come up", m.addr())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// answers reports whether the process answers "version" (over TLS when
+// probeTLS is set).
+func (m *memcached) answers() bool {
+	probe := &Memcache{dial: dialer(m.probeTLS, nil), timeout: time.Second}
+	return probe.alive(m.addr())
 }
 
 func (m *memcached) stop() {
@@ -118,7 +144,19 @@ func newMemcacheStore(t *testing.T, servers ...string) *Memcache {
 // 0 runs no probe, to see what requests alone do.
 func newMemcacheStoreProbing(t *testing.T, probe time.Duration, servers ...string) *Memcache {
 	t.Helper()
-	s, err := newMemcache(MemcacheConfig{Servers: servers, Timeout: 250 * time.Millisecond, MaxIdleConns: 16}, probe)
+	return newStoreWith(t, probe, testConfig(servers...))
+}
+
+// testConfig is the configuration the tests use unless they say otherwise
+// (replicas: the default, 2).
+func testConfig(servers ...string) MemcacheConfig {
+	return MemcacheConfig{Servers: servers, Timeout: 250 * time.Millisecond, MaxIdleConns: 16}
+}
+
+// newStoreWith builds a store from cfg, closed when t ends.
+func newStoreWith(t *testing.T, probe time.Duration, cfg MemcacheConfig, opts ...Option) *Memcache {
+	t.Helper()
+	s, err := newMemcache(cfg, probe, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,16 +164,55 @@ func newMemcacheStoreProbing(t *testing.T, probe time.Duration, servers ...strin
 	return s
 }
 
-// keysOn returns n keys whose first choice among servers is server i.
-func keysOn(s *Memcache, i, n int, prefix string) []string {
+// oneReplica is a store with replicas: 1 over servers: each record on one
+// server, for the tests of what happens to the records of a server that
+// fails or comes back.
+func oneReplica(t *testing.T, probe time.Duration, servers ...string) *Memcache {
+	t.Helper()
+	cfg := testConfig(servers...)
+	cfg.Replicas = 1
+	return newStoreWith(t, probe, cfg)
+}
+
+// serverAt is the store's state for addr.
+func (m *Memcache) serverAt(addr string) *server {
+	m.ring.mu.Lock()
+	defer m.ring.mu.Unlock()
+	return m.ring.servers[addr]
+}
+
+// replicasOf lists the addresses of the first n members of key's ranking.
+func (m *Memcache) replicasOf(key string, n int) []string {
+	var out []string
+	for _, s := range m.ring.rank(safeKey(key))[:n] {
+		out = append(out, s.addr)
+	}
+	return out
+}
+
+// keysOn returns n keys whose first choice is the server at addr.
+func keysOn(s *Memcache, addr string, n int, prefix string) []string {
 	var out []string
 	for j := 0; len(out) < n; j++ {
 		k := fmt.Sprintf("%s-%d", prefix, j)
-		if s.selector.rank(k)[0] == i {
+		if s.replicasOf(k, 1)[0] == addr {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// holds reports whether the memcached at addr holds key (asked directly).
+func holds(t *testing.T, addr, key string) bool {
+	t.Helper()
+	c := memcache.New(addr)
+	c.Timeout = 2 * time.Second
+	defer c.Close()
+	_, err := c.Get(safeKey(key))
+	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+		t.Fatalf("asking %s for %s: %v", addr, key, err)
+	}
+	return err == nil
 }
 
 func TestMemcacheContract(t *testing.T) {
@@ -184,30 +261,33 @@ func TestMemcacheKeysValuesAndExpirations(t *testing.T) {
 	}
 }
 
-func TestMemcacheNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
+// With replicas: 1, a node that fails takes its own records with it and
+// nobody else's.
+func TestMemcacheOneReplicaNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
 	nodes := []*memcached{startMemcached(t), startMemcached(t), startMemcached(t)}
-	s := newMemcacheStore(t, nodes[0].addr(), nodes[1].addr(), nodes[2].addr())
+	s := oneReplica(t, probeEvery, nodes[0].addr(), nodes[1].addr(), nodes[2].addr())
 	ctx := context.Background()
 	const n = 300
-	owner := map[string]int{}
+	owner := map[string]string{}
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("s1:key-%d", i)
 		if err := s.Set(ctx, k, []byte("v"), time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		owner[k] = s.selector.pick(k)
+		owner[k] = s.replicasOf(k, 1)[0]
 	}
+	dead := nodes[1].addr()
 	nodes[1].stop()
 	lost := 0
 	for k, o := range owner {
 		_, err := s.Get(ctx, k)
-		if o != 1 && err != nil {
+		if o != dead && err != nil {
 			t.Fatalf("key on a live node failed: %v", err)
 		}
-		if o == 1 && err == nil {
+		if o == dead && err == nil {
 			t.Fatalf("key on the dead node still read")
 		}
-		if o == 1 {
+		if o == dead {
 			lost++
 		}
 	}
@@ -216,7 +296,7 @@ func TestMemcacheNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
 	}
 	// New sessions land on live nodes once the dead one is set aside.
 	for k, o := range owner {
-		if o == 1 {
+		if o == dead {
 			if err := s.Set(ctx, k, []byte("again"), time.Hour); err != nil {
 				t.Fatalf("write after failover: %v", err)
 			}
@@ -226,7 +306,7 @@ func TestMemcacheNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
 		t.Fatalf("ready with two of three nodes: %v", err)
 	}
 	nodes[1].start()
-	waitUntil(t, 10*time.Second, "the restarted node to be used again", func() bool { return s.selector.upCount() == 3 })
+	waitUntil(t, 10*time.Second, "the restarted node to be used again", func() bool { return s.ring.upMembers() == 3 })
 }
 
 func TestMemcacheAllDownFailsFastAndRecovers(t *testing.T) {
@@ -292,19 +372,30 @@ func TestMemcacheUnresponsiveServerTimesOutWithoutPileUp(t *testing.T) {
 	waitUntil(t, 5*time.Second, "goroutines to settle", func() bool { return runtime.NumGoroutine() < before+20 })
 }
 
+// testRing is a ring of members at addrs (no connections).
+func testRing(replicas int, addrs ...string) *ring {
+	r := newRing(replicas)
+	immediate := map[string]bool{}
+	for _, a := range addrs {
+		immediate[a] = true
+	}
+	r.update(addrs, immediate, time.Now(), time.Minute, func(addr string) *server { return &server{addr: addr} })
+	return r
+}
+
 func TestRendezvousMovesFewKeys(t *testing.T) {
-	three, _ := newRendezvous([]string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"})
-	four, _ := newRendezvous([]string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.4:11211"})
+	three := testRing(1, "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211")
+	four := testRing(1, "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.4:11211")
 	const n = 10000
-	moved, perServer := 0, map[int]int{}
+	moved, perServer := 0, map[string]int{}
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("s1:%d", i)
-		a, b := three.pick(k), four.pick(k)
+		a, b := three.rank(k)[0].addr, four.rank(k)[0].addr
 		perServer[a]++
 		if a != b {
 			moved++
-			if b != 3 {
-				t.Fatalf("key moved between old servers (%d -> %d)", a, b)
+			if b != "10.0.0.4:11211" {
+				t.Fatalf("key moved between old servers (%s -> %s)", a, b)
 			}
 		}
 	}
@@ -313,16 +404,42 @@ func TestRendezvousMovesFewKeys(t *testing.T) {
 	}
 	for srv, c := range perServer {
 		if c < n/3-n/10 || c > n/3+n/10 {
-			t.Fatalf("server %d holds %d of %d keys: unbalanced", srv, c, n)
+			t.Fatalf("server %s holds %d of %d keys: unbalanced", srv, c, n)
 		}
 	}
-	// Removing a server moves only the keys it held.
-	three.markDown(0, time.Now())
+	// Removing a server (or setting it aside) moves only the keys it held.
+	var o op
+	three.markDown(three.servers["10.0.0.1:11211"], time.Now())
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("s1:%d", i)
-		if before := four.pick(k); before != 0 && before != 3 && three.pick(k) != before {
+		before := four.rank(k)[0].addr
+		if after := three.plan(k, false, time.Now(), &o).order[0].addr; before != "10.0.0.1:11211" && before != "10.0.0.4:11211" && after != before {
 			t.Fatal("a key not on the removed server moved")
 		}
+	}
+}
+
+// With replicas 2 of 3, a key's replica set changes when a server comes
+// or goes only when that server is (or becomes) one of its two.
+func TestRendezvousReplicaSetsMoveOnlyForTheServerThatChanged(t *testing.T) {
+	three := testRing(2, "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211")
+	four := testRing(2, "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.4:11211")
+	const n = 10000
+	changed := 0
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("s1:%d", i)
+		a, b := three.rank(k)[:2], four.rank(k)[:2]
+		if a[0].addr == b[0].addr && a[1].addr == b[1].addr {
+			continue
+		}
+		changed++
+		if b[0].addr != "10.0.0.4:11211" && b[1].addr != "10.0.0.4:11211" {
+			t.Fatalf("replica set changed without the new server: %s,%s -> %s,%s", a[0].addr, a[1].addr, b[0].addr, b[1].addr)
+		}
+	}
+	// The new server is one of the two for about 2/4 of the keys.
+	if frac := float64(changed) / n; frac < 0.4 || frac > 0.6 {
+		t.Fatalf("adding a 4th server changed the replicas of %.0f%% of keys, want about 50%%", frac*100)
 	}
 }
 
@@ -389,7 +506,7 @@ func TestMemcacheSingleServerServesAsSoonAsItIsBack(t *testing.T) {
 // held before (a signed-out session, an old value).
 func TestMemcacheNodeThatMissedWritesIsFlushedBeforeReuse(t *testing.T) {
 	a, b := startMemcached(t), startMemcached(t)
-	s := newMemcacheStore(t, a.addr(), b.addr())
+	s := oneReplica(t, probeEvery, a.addr(), b.addr())
 	ctx := context.Background()
 	type change struct {
 		name string
@@ -400,7 +517,7 @@ func TestMemcacheNodeThatMissedWritesIsFlushedBeforeReuse(t *testing.T) {
 		{"overwritten (sign out everywhere)", func(k string) error { return s.Set(ctx, k, []byte("new"), time.Hour) }},
 		{"added anew", func(k string) error { return s.Add(ctx, k, []byte("new"), time.Hour) }},
 	}
-	keys := keysOn(s, 0, len(changes)+1, "onA")
+	keys := keysOn(s, a.addr(), len(changes)+1, "onA")
 	for _, k := range keys {
 		if err := s.Set(ctx, k, []byte("old"), time.Hour); err != nil {
 			t.Fatal(err)
@@ -417,7 +534,7 @@ func TestMemcacheNodeThatMissedWritesIsFlushedBeforeReuse(t *testing.T) {
 		}
 	}
 	a.resume()
-	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.ring.upMembers() == 2 })
 	for i, c := range changes {
 		if v, err := s.Get(ctx, keys[i]); string(v) == "old" {
 			t.Errorf("%s while A was down: A served the old value again (%v)", c.name, err)
@@ -433,9 +550,9 @@ func TestMemcacheNodeThatMissedWritesIsFlushedBeforeReuse(t *testing.T) {
 // records: flushing it would sign out its sessions for nothing.
 func TestMemcacheNodeThatMissedNothingIsNotFlushed(t *testing.T) {
 	a, b := startMemcached(t), startMemcached(t)
-	s := newMemcacheStore(t, a.addr(), b.addr())
+	s := oneReplica(t, probeEvery, a.addr(), b.addr())
 	ctx := context.Background()
-	keys := keysOn(s, 0, 3, "onA")
+	keys := keysOn(s, a.addr(), 3, "onA")
 	for _, k := range keys {
 		if err := s.Set(ctx, k, []byte("v"), time.Hour); err != nil {
 			t.Fatal(err)
@@ -446,7 +563,7 @@ func TestMemcacheNodeThatMissedNothingIsNotFlushed(t *testing.T) {
 		_, _ = s.Get(ctx, k) // the first times out; the rest go to B and miss
 	}
 	a.resume()
-	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.ring.upMembers() == 2 })
 	for _, k := range keys {
 		if v, err := s.Get(ctx, k); err != nil || string(v) != "v" {
 			t.Fatalf("record on a node that missed nothing: %q, %v", v, err)
@@ -458,9 +575,9 @@ func TestMemcacheNodeThatMissedNothingIsNotFlushed(t *testing.T) {
 // without the probe flushing it first.
 func TestMemcacheAllDownNeverTriesANodeThatMissedWrites(t *testing.T) {
 	a, b := startMemcached(t), startMemcached(t)
-	s := newMemcacheStoreProbing(t, 0, a.addr(), b.addr()) // no probe
+	s := oneReplica(t, 0, a.addr(), b.addr()) // no probe
 	ctx := context.Background()
-	k := keysOn(s, 0, 1, "onA")[0]
+	k := keysOn(s, a.addr(), 1, "onA")[0]
 	if err := s.Set(ctx, k, []byte("old"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +595,7 @@ func TestMemcacheAllDownNeverTriesANodeThatMissedWrites(t *testing.T) {
 		}
 	}
 	// The probe's path flushes A and brings it back.
-	if !s.recover(0) {
+	if !s.recover(s.serverAt(a.addr())) {
 		t.Fatal("A not recovered")
 	}
 	if v, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
@@ -492,9 +609,9 @@ func TestMemcacheAllDownNeverTriesANodeThatMissedWrites(t *testing.T) {
 // serve them again: a session signed out everywhere stays signed out.
 func TestFallbackCopiesAreDeletedWhenTheNodeReturns(t *testing.T) {
 	a, b := startMemcached(t), startMemcached(t)
-	s := newMemcacheStore(t, a.addr(), b.addr())
+	s := oneReplica(t, probeEvery, a.addr(), b.addr())
 	ctx := context.Background()
-	keys := keysOn(s, 0, 5, "onA")
+	keys := keysOn(s, a.addr(), 5, "onA")
 	a.pause()
 	if _, err := s.Get(ctx, keys[0]); err == nil || errors.Is(err, ErrNotFound) {
 		t.Fatalf("get from a paused node: %v, want a store error", err)
@@ -505,7 +622,7 @@ func TestFallbackCopiesAreDeletedWhenTheNodeReturns(t *testing.T) {
 		}
 	}
 	a.resume()
-	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.selector.upCount() == 2 })
+	waitUntil(t, 10*time.Second, "A to be used again", func() bool { return s.ring.upMembers() == 2 })
 	for _, k := range keys { // later changes reach A only
 		if err := s.Set(ctx, k, []byte("current"), time.Hour); err != nil {
 			t.Fatal(err)

@@ -71,6 +71,7 @@ func defaultConfig() Config {
 			Lifetime: 168 * time.Hour, IdleTimeout: 24 * time.Hour, RevalidateInterval: time.Hour,
 			Store: sessionstore.Config{Type: "memory", Memcache: sessionstore.MemcacheConfig{
 				Servers: []string{"127.0.0.1:11211"}, Timeout: 250 * time.Millisecond, MaxIdleConns: 64,
+				ResolveInterval: sessionstore.DefaultResolveInterval, Replicas: sessionstore.DefaultReplicas,
 			}},
 		},
 		Headers: proxy.HeadersConfig{
@@ -329,6 +330,7 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	l.Warnings = append(l.Warnings, warnings...)
 	ps.Nest("auth", sps)
 	ps.Nest("session", cfg.Session.Validate())
+	l.Warnings = append(l.Warnings, cfg.Session.Store.Warnings()...)
 	ps.Nest("headers", cfg.Headers.Validate())
 	l.Keys, sps = cfg.Headers.Assertion.Validate()
 	ps.Nest("headers.assertion", sps)

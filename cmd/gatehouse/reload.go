@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -62,6 +63,7 @@ func reload(a *app, running *Loaded, environ []string) *Loaded {
 	if err != nil {
 		a.log.Error("configuration reload refused; the previous configuration keeps serving",
 			"file", running.File, "problems", strings.Split(err.Error(), "\n"))
+		a.metrics.ConfigReload(err)
 		return nil
 	}
 	for _, key := range restartOnly(running.Config, next.Config) {
@@ -78,16 +80,22 @@ func reload(a *app, running *Loaded, environ []string) *Loaded {
 	cert, err := loadCertificate(next)
 	if err != nil {
 		a.log.Error("configuration reload refused; the previous configuration keeps serving", "err", err)
+		a.metrics.ConfigReload(err)
 		return nil
 	}
 	h, err := a.build(next)
 	if err != nil {
 		a.log.Error("configuration reload refused; the previous configuration keeps serving", "err", err)
+		a.metrics.ConfigReload(err)
 		return nil
 	}
 	a.swap(h)
+	a.metrics.ConfigReload(nil)
 	if cert != nil {
 		a.cert.Store(cert)
+		if cert.Leaf != nil {
+			a.metrics.SetCertificateExpiry(cert.Leaf.NotAfter)
+		}
 	}
 	for _, w := range next.Warnings {
 		if !slices.Contains(running.Warnings, w) {
@@ -112,7 +120,7 @@ func restartOnly(old, next Config) []string {
 	if (old.Server.TLSCertFile == "") != (next.Server.TLSCertFile == "") {
 		keys = append(keys, "server.tls_cert_file")
 	}
-	if old.Session.Store.Type != next.Session.Store.Type || strings.Join(old.Session.Store.Memcache.Servers, ",") != strings.Join(next.Session.Store.Memcache.Servers, ",") {
+	if !reflect.DeepEqual(old.Session.Store, next.Session.Store) {
 		keys = append(keys, "session.store")
 	}
 	return keys

@@ -54,11 +54,12 @@ func newApp(l *Loaded, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.tls_cert_file: %w", err)
 	}
-	store, err := sessionstore.New(l.Config.Session.Store)
+	store, err := sessionstore.New(l.Config.Session.Store, sessionstore.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
 	m := metrics.New()
+	m.SetBuildInfo(version, commit)
 	a := &app{log: log, metrics: m, raw: store, store: m.InstrumentStore(store, l.Config.Session.Store.Type)}
 	h, err := a.build(l)
 	if err != nil {
@@ -67,6 +68,9 @@ func newApp(l *Loaded, log *slog.Logger) (*app, error) {
 	a.current.Store(&h)
 	if cert != nil {
 		a.cert.Store(cert)
+		if cert.Leaf != nil {
+			m.SetCertificateExpiry(cert.Leaf.NotAfter)
+		}
 	}
 	return a, nil
 }
@@ -121,6 +125,13 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 	for _, name := range cfg.Auth.OIDCNames() {
 		providers = append(providers, authn.NewOIDC(name, cfg.Auth.OIDC[name], l.Global, callback(name), providerClient))
 	}
+	// Counters with known label values start at 0, so rates work from the
+	// first scrape (also after a reload adds a provider).
+	names := make([]string, 0, len(providers))
+	for _, p := range providers {
+		names = append(names, p.Name())
+	}
+	a.metrics.Init(names)
 	login := authn.NewLogin(authn.LoginConfig{
 		Providers: providers, Sessions: sessions, Pages: pg, PublicURL: l.PublicURL,
 		Prefix: cfg.Server.PathPrefix, Secret: cfg.Session.Secret, Cookie: cfg.Session.CookieName,
