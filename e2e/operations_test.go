@@ -26,6 +26,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		"gatehouse_upstream_request_duration_seconds_count",
 		`gatehouse_session_store_operations_total{op="get_multi",result="ok",store="memory"}`,
 		"process_resident_memory_bytes",
+		`gatehouse_provider_up{provider="corp"} 1`,                 // set by the /ready probes
+		`gatehouse_logins_total{provider="corp",result="error"} 0`, // known label values start at 0
+		`gatehouse_build_info{commit=`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -71,6 +71,7 @@ type Metrics struct {
 	ReloadOK         prometheus.Gauge       // 1 when the last reload (or the start) succeeded
 	ReloadOKTime     prometheus.Gauge       // when the configuration was last loaded successfully
 	CertExpiry       *prometheus.GaugeVec   // no labels; absent while TLS is off
+	ProviderUp       *prometheus.GaugeVec   // provider; 1 when its discovery (or API) answered at the last /ready
 
 	own []prometheus.Collector // Gatehouse's own collectors, without Go and process
 }
@@ -121,9 +122,12 @@ func New() *Metrics {
 		CertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_tls_certificate_expiry_timestamp_seconds", Help: "Unix time when the served TLS certificate (server.tls_cert_file) expires.",
 		}, nil),
+		ProviderUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_provider_up", Help: "1 when the sign-in provider was usable at the last readiness check, else 0.",
+		}, []string{"provider"}),
 	}
 	m.own = []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.UpstreamDuration, m.Logins, m.AuthzDenied,
-		m.StoreOps, m.StoreDuration, m.DeviceAuths, m.BuildInfo, m.ConfigReloads, m.ReloadOK, m.ReloadOKTime, m.CertExpiry}
+		m.StoreOps, m.StoreDuration, m.DeviceAuths, m.BuildInfo, m.ConfigReloads, m.ReloadOK, m.ReloadOKTime, m.CertExpiry, m.ProviderUp}
 	m.Registry.MustRegister(m.own...)
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.SetBuildInfo("unknown", "unknown")
@@ -313,4 +317,16 @@ func (i *instrumented) Delete(ctx context.Context, key string) error {
 	err := i.Store.Delete(ctx, key)
 	i.observe("delete", start, err)
 	return err
+}
+
+// SetProviderUp records whether a provider was usable at the last check.
+func (m *Metrics) SetProviderUp(provider string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.ProviderUp.WithLabelValues(provider).Set(v)
 }

@@ -38,6 +38,7 @@ func exportedNames(t *testing.T) []string {
 	m.UpstreamDuration.Observe(0.01)
 	m.ConfigReload(nil)
 	m.SetCertificateExpiry(time.Now().Add(time.Hour))
+	m.SetProviderUp("corp", true)
 	_ = m.InstrumentStore(sessionstore.NewMemory(nil), "memory").Delete(context.Background(), "x")
 	families, err := m.Registry.Gather()
 	if err != nil {

@@ -590,7 +590,9 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		checks["session_store"] = "ok"
 	}
 	for _, p := range h.o.Login.Providers() {
-		if err := p.Ready(ctx); err != nil {
+		err := p.Ready(ctx)
+		h.o.Metrics.SetProviderUp(p.Name(), err == nil)
+		if err != nil {
 			checks["provider:"+p.Name()] = "unavailable"
 			ok = false
 		} else {
