@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -28,9 +29,7 @@ type window struct {
 	conns  int
 	warm   time.Duration
 	d      time.Duration
-	// sample is called when the warm-up ends and when the window ends, so
-	// the caller can read process counters at both edges.
-	sample func()
+	pids   []int // processes whose CPU time is the proxy's
 }
 
 type windowResult struct {
@@ -40,9 +39,34 @@ type windowResult struct {
 	elapsed  time.Duration
 	p50, p99 time.Duration
 	lastErr  string
+	// CPU time over the window: of the proxy (pids), of the bench itself,
+	// and of the whole machine.
+	proxyCPU, selfCPU, allCPU time.Duration
 }
 
 func (r windowResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+// cpuPerReq is the proxy's CPU time per request in µs.
+func (r windowResult) cpuPerReq() float64 {
+	if r.requests == 0 {
+		return 0
+	}
+	return float64(r.proxyCPU) / float64(time.Microsecond) / float64(r.requests)
+}
+
+// util is d as a share of one CPU over the window.
+func (r windowResult) util(d time.Duration) float64 { return float64(d) / float64(r.elapsed) }
+
+// others is the CPU time used by processes outside the bench.
+func (r windowResult) others() time.Duration { return max(0, r.allCPU-r.proxyCPU-r.selfCPU) }
+
+// usage samples the CPU counters a window reports.
+func usage(pids []int) (proxy, self, all time.Duration) {
+	for _, pid := range pids {
+		proxy += cpuTime(pid)
+	}
+	return proxy, cpuTime(os.Getpid()), busyTime()
+}
 
 // Phases of a window.
 const (
@@ -56,12 +80,7 @@ func runWindow(w window) windowResult {
 	if err != nil {
 		return windowResult{errors: 1, lastErr: err.Error()}
 	}
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse-bench\r\nAccept: */*\r\n", u.RequestURI(), u.Host)
-	if w.cookie != "" {
-		fmt.Fprintf(&req, "Cookie: %s\r\n", w.cookie)
-	}
-	req.WriteString("\r\n")
+	req := requestBytes(u, w.cookie)
 
 	var phase atomic.Int32
 	var wg sync.WaitGroup
@@ -74,7 +93,7 @@ func runWindow(w window) windowResult {
 		go func(i int) {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1<<14)
-			c := &client{addr: u.Host, req: req.Bytes()}
+			c := &client{addr: u.Host, req: req}
 			defer c.close()
 			for {
 				p := phase.Load()
@@ -108,21 +127,16 @@ func runWindow(w window) windowResult {
 		}(i)
 	}
 	time.Sleep(w.warm)
-	if w.sample != nil {
-		w.sample()
-	}
+	p0, s0, a0 := usage(w.pids)
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	time.Sleep(w.d)
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
-	if w.sample != nil {
-		w.sample()
-	}
+	p1, s1, a1 := usage(w.pids)
 	wg.Wait()
 
-	var r windowResult
-	r.elapsed = elapsed
+	r := windowResult{elapsed: elapsed, proxyCPU: p1 - p0, selfCPU: s1 - s0, allCPU: a1 - a0}
 	var all []time.Duration
 	for i := range lats {
 		all = append(all, lats[i]...)
@@ -138,6 +152,17 @@ func runWindow(w window) windowResult {
 		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	}
 	return r
+}
+
+// requestBytes is the GET request the load generator sends for u.
+func requestBytes(u *url.URL, cookie string) []byte {
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse-bench\r\nAccept: */*\r\n", u.RequestURI(), u.Host)
+	if cookie != "" {
+		fmt.Fprintf(&req, "Cookie: %s\r\n", cookie)
+	}
+	req.WriteString("\r\n")
+	return req.Bytes()
 }
 
 // client is one kept-alive HTTP/1.1 connection; it redials after an error

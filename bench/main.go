@@ -22,7 +22,7 @@
 // rounds; ratios are medians of the per-round ratios. Each window is
 // preceded by an unmeasured warm-up.
 //
-//	go run ./bench [-duration 5s] [-concurrency 32] [-rounds 3]
+//	go run ./bench [-duration 5s] [-concurrency 32] [-rounds 5]
 package main
 
 import (
@@ -60,7 +60,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second,
 		"measured time per target per round, split over its three windows (40% at -concurrency, 30% at 1 connection, 30% with 64 KiB responses)")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "connections of the concurrent windows")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds; the table shows medians")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds; the table shows medians")
 	flag.BoolVar(&o.assertion, "assertion", true, "Gatehouse signs the identity assertion (the default configuration)")
 	flag.Parse()
 	if o.duration < 100*time.Millisecond || o.concurrency < 1 || o.rounds < 1 {

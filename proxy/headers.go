@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"sync"
@@ -49,8 +50,30 @@ func normalizeHeader(name string) string {
 
 // strip removes every reserved header, in any spelling.
 func (h *identityHeaders) strip(hdr http.Header) {
+	var buf [64]byte
 	for name := range hdr {
-		n := normalizeHeader(name)
+		var n string
+		if len(name) <= len(buf) {
+			// Normalized on the stack: this runs for every header of
+			// every request, and the map lookup of string(b) does not
+			// allocate.
+			b := buf[:len(name)]
+			for i := 0; i < len(name); i++ {
+				c := name[i]
+				switch {
+				case 'A' <= c && c <= 'Z':
+					c += 'a' - 'A'
+				case c == '_':
+					c = '-'
+				}
+				b[i] = c
+			}
+			if h.reserved[string(b)] || bytes.HasPrefix(b, []byte("x-auth-request-")) {
+				delete(hdr, name)
+			}
+			continue
+		}
+		n = normalizeHeader(name)
 		if h.reserved[n] || strings.HasPrefix(n, "x-auth-request-") {
 			delete(hdr, name)
 		}
