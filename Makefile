@@ -67,10 +67,13 @@ fuzz:
 	  done; \
 	done
 
-# Authenticated requests through Gatehouse (memory and memcache stores) vs.
-# the same upstream hit directly: throughput, p50/p99 and ratios, one run.
-BENCH_DURATION ?= 5s
-BENCH_CONCURRENCY ?= 16
+# Authenticated requests through Gatehouse (memory store, memcache store,
+# a large identity) vs. a bare httputil.ReverseProxy (the floor), in one
+# run: CPU per request, throughput, p50/p99, 64 KiB responses, RSS, cold
+# start, and each one's ratio to the floor. Go benchmarks of the per-request
+# path: go test -run '^$$' -bench . -benchmem ./proxy ./session
+BENCH_DURATION ?= 3s
+BENCH_CONCURRENCY ?= 32
 bench: deps
 	$(GO) run ./bench -duration $(BENCH_DURATION) -concurrency $(BENCH_CONCURRENCY)
 

@@ -23,6 +23,11 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 // 300 groups and 50 route policies that never match: the cost of a
 // request must not grow with the size of the identity.
 func BenchmarkAuthenticatedRequestLargeIdentity(b *testing.B) {
+	id, policies := largeIdentity()
+	benchmarkRequest(b, id, policies)
+}
+
+func largeIdentity() (identity.Identity, []filters.PolicyConfig) {
 	id := aliceID
 	id.Groups = nil
 	for i := range 300 {
@@ -32,7 +37,7 @@ func BenchmarkAuthenticatedRequestLargeIdentity(b *testing.B) {
 	for i := range 50 {
 		policies = append(policies, filters.PolicyConfig{Path: fmt.Sprintf("^/never-%d(/|$)", i), AllowedGroups: []string{fmt.Sprintf("g%d", i)}})
 	}
-	benchmarkRequest(b, id, policies)
+	return id, policies
 }
 
 func benchmarkRequest(b *testing.B, id identity.Identity, policies []filters.PolicyConfig) {
@@ -57,11 +62,25 @@ func benchmarkRequest(b *testing.B, id identity.Identity, policies []filters.Pol
 // canonical request, session load (memory store), filters, policies,
 // cached assertion and identity values. Its allocations are Gatehouse's
 // own per-request cost.
-func BenchmarkGate(b *testing.B) {
-	f := newFixture(b, fixtureOpts{})
+func BenchmarkGate(b *testing.B) { benchmarkGate(b, aliceID, nil) }
+
+// BenchmarkGateLargeIdentity is BenchmarkGate for a user in 300 groups
+// with 50 policies that never match: Gatehouse's own work must not grow
+// with the identity (the header bytes the upstream then gets are net/http's).
+func BenchmarkGateLargeIdentity(b *testing.B) {
+	id, policies := largeIdentity()
+	benchmarkGate(b, id, policies)
+}
+
+func benchmarkGate(b *testing.B, id identity.Identity, policies []filters.PolicyConfig) {
+	f := newFixture(b, fixtureOpts{policies: policies})
 	h := f.h.(*Handler)
-	h.forward = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	cookie := f.signIn(b, aliceID)
+	var upstreamBytes int
+	h.forward = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := r.Context().Value(forwardKey).(*forwarded)
+		upstreamBytes = len(f.values.groups) + len(f.assertion)
+	})
+	cookie := f.signIn(b, id)
 	r := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r.AddCookie(cookie)
 	w := discardWriter{header: http.Header{}}
@@ -69,6 +88,7 @@ func BenchmarkGate(b *testing.B) {
 	for b.Loop() {
 		h.ServeHTTP(w, r)
 	}
+	b.ReportMetric(float64(upstreamBytes), "identity-header-bytes")
 }
 
 type discardWriter struct{ header http.Header }
