@@ -87,16 +87,20 @@ func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *met
 		if note.handler == "ping" || note.handler == "ready" {
 			level = slog.LevelDebug
 		}
-		log.Log(r.Context(), level, "request",
-			"event", "access",
-			"method", r.Method,
-			"path", logPath(r),
-			"status", rec.status,
-			"bytes", rec.bytes,
-			"duration_ms", float64(elapsed.Microseconds())/1000,
-			"user", note.user,
-			"handler", note.handler,
-			"client", tp.clientIP(r),
+		if !log.Enabled(r.Context(), level) {
+			return
+		}
+		// Typed attributes: no boxing of each value on every request.
+		log.LogAttrs(r.Context(), level, "request",
+			slog.String("event", "access"),
+			slog.String("method", r.Method),
+			slog.String("path", logPath(r)),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			slog.String("user", note.user),
+			slog.String("handler", note.handler),
+			slog.String("client", tp.clientIP(r)),
 		)
 	})
 }

@@ -15,6 +15,8 @@ import (
 type identityHeaders struct {
 	cfg      HeadersConfig
 	reserved map[string]bool // normalized names: lower-case, '_' as '-'
+	// names are the configured header names in canonical form ("" off).
+	names struct{ user, email, groups, preferredUsername string }
 }
 
 // alwaysReserved are removed from incoming requests whatever the config
@@ -30,6 +32,14 @@ var alwaysReserved = []string{
 
 func newIdentityHeaders(cfg HeadersConfig) *identityHeaders {
 	h := &identityHeaders{cfg: cfg, reserved: map[string]bool{}}
+	canon := func(n string) string {
+		if n == "" {
+			return ""
+		}
+		return http.CanonicalHeaderKey(n)
+	}
+	h.names.user, h.names.email = canon(cfg.User), canon(cfg.Email)
+	h.names.groups, h.names.preferredUsername = canon(cfg.Groups), canon(cfg.PreferredUsername)
 	for _, n := range alwaysReserved {
 		h.reserved[normalizeHeader(n)] = true
 	}
@@ -80,19 +90,27 @@ func (h *identityHeaders) strip(hdr http.Header) {
 	}
 }
 
-// identityValues are an identity's header values, sanitized and joined.
-// A user in hundreds of groups would otherwise cost a join and a scan of
-// kilobytes on every request; they are computed once per identity version.
+// identityValues are an identity's header values, sanitized and joined,
+// each already in the []string form a header map holds. A user in
+// hundreds of groups would otherwise cost a join and a scan of kilobytes on
+// every request; they are computed once per identity version. The slices
+// are shared between requests and never modified.
 type identityValues struct {
-	user, email, groups, preferredUsername string
+	user, email, groups, preferredUsername []string
 }
 
 func newIdentityValues(id identity.Identity) *identityValues {
+	one := func(v string) []string {
+		if v = sanitizeHeaderValue(v); v == "" {
+			return nil
+		}
+		return []string{v}
+	}
 	return &identityValues{
-		user:              sanitizeHeaderValue(id.User),
-		email:             sanitizeHeaderValue(id.Email),
-		groups:            sanitizeHeaderValue(strings.Join(id.Groups, ",")),
-		preferredUsername: sanitizeHeaderValue(id.PreferredUsername),
+		user:              one(id.User),
+		email:             one(id.Email),
+		groups:            one(strings.Join(id.Groups, ",")),
+		preferredUsername: one(id.PreferredUsername),
 	}
 }
 
@@ -131,19 +149,19 @@ func (c *valuesCache) get(key string, id identity.Identity) *identityValues {
 
 // set adds the configured identity headers.
 func (h *identityHeaders) set(hdr http.Header, v *identityValues, accessToken string) {
-	setClean(hdr, h.cfg.User, v.user)
-	setClean(hdr, h.cfg.Email, v.email)
-	setClean(hdr, h.cfg.Groups, v.groups)
-	setClean(hdr, h.cfg.PreferredUsername, v.preferredUsername)
+	setClean(hdr, h.names.user, v.user)
+	setClean(hdr, h.names.email, v.email)
+	setClean(hdr, h.names.groups, v.groups)
+	setClean(hdr, h.names.preferredUsername, v.preferredUsername)
 	if h.cfg.PassAccessToken {
 		setIf(hdr, "X-Forwarded-Access-Token", accessToken)
 	}
 }
 
-// setClean sets an already sanitized value.
-func setClean(hdr http.Header, name, value string) {
-	if name != "" && value != "" {
-		hdr.Set(name, value)
+// setClean sets an already sanitized value under a canonical name.
+func setClean(hdr http.Header, canonicalName string, value []string) {
+	if canonicalName != "" && value != nil {
+		hdr[canonicalName] = value
 	}
 }
 

@@ -490,6 +490,7 @@ func (h *Handler) forwardAuthFor(w http.ResponseWriter, r *http.Request, t targe
 	setClean(hdr, "X-Auth-Request-Email", v.email)
 	setClean(hdr, "X-Auth-Request-Groups", v.groups)
 	setClean(hdr, "X-Auth-Request-Preferred-Username", v.preferredUsername)
+	// (Canonical names already: a response header map of our own.)
 	if f.assertion != "" {
 		hdr.Set(h.o.Headers.Assertion.Header, f.assertion)
 	}
