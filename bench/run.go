@@ -77,6 +77,16 @@ func run(o options, dir string, cpus []string) error {
 		return err
 	}
 	targets := []*target{floor}
+	// The floor again, sending the headers the large identity makes
+	// Gatehouse send (its X-Forwarded-Groups and an assertion of about its
+	// size): what forwarding such an identity costs any proxy.
+	floorLarge, err := startFloor(ps, dir+"/floor", proxyCPU, upstream, "-groups", strconv.Itoa(largeGroups), "-assertion-bytes", strconv.Itoa(largeAssertionBytes))
+	if err != nil {
+		return err
+	}
+	floorLarge.name = fmt.Sprintf("floor + a %d-group identity's headers (no auth)", largeGroups)
+	floorLarge.short = "floor-large"
+	targets = append(targets, floorLarge)
 	for _, s := range specs {
 		env := s.env(upstream, provider.issuer, memcached, o.assertion)
 		t := &target{name: s.name, short: s.short, base: s.public()}
@@ -274,7 +284,7 @@ func report(o options, targets []*target, results [][]measurement, pinning, wind
 		}
 		return fmt.Sprintf("%s (%.2f×)", s, r)
 	}
-	var cpuMemory, cpuLarge []float64
+	var cpuMemory, cpuLarge, cpuFloor, cpuFloorLarge []float64
 	for i, t := range targets {
 		ms, isFloor := results[i], i == 0
 		rps, rpsR := stat(ms, floor, func(m measurement) float64 { return m.rps })
@@ -306,10 +316,14 @@ func report(o options, targets []*target, results [][]measurement, pinning, wind
 			cell(rss, rssR, " MiB", isFloor, 1), cold)
 		for _, m := range ms {
 			switch t.short {
+			case "floor":
+				cpuFloor = append(cpuFloor, m.cpuPerReq)
 			case "memory":
 				cpuMemory = append(cpuMemory, m.cpuPerReq)
 			case "large":
 				cpuLarge = append(cpuLarge, m.cpuPerReq)
+			case "floor-large":
+				cpuFloorLarge = append(cpuFloorLarge, m.cpuPerReq)
 			}
 		}
 	}
@@ -328,6 +342,15 @@ func report(o options, targets []*target, results [][]measurement, pinning, wind
 		}
 		fmt.Printf("\nLarge identity (%d groups, %d non-matching policies) vs. memory store: CPU per request %.2f× (target ≤ 1.30×: %s).\n",
 			largeGroups, largePolicies, r, verdict)
+		if len(cpuFloorLarge) == len(cpuLarge) && len(cpuFloor) == len(cpuLarge) {
+			var fl, vs []float64
+			for i := range cpuLarge {
+				fl = append(fl, cpuFloorLarge[i]/cpuFloor[i])
+				vs = append(vs, cpuLarge[i]/cpuFloorLarge[i])
+			}
+			fmt.Printf("The floor itself, sending the same identity headers: %.2f× its CPU per request without them; the large identity through Gatehouse vs. that floor: %.2f×.\n",
+				median(fl), median(vs))
+		}
 	}
 	var errs int
 	for _, ms := range results {

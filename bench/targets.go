@@ -26,6 +26,10 @@ import (
 const (
 	largeGroups   = 300
 	largePolicies = 50
+	// largeAssertionBytes is about the size of the large user's signed
+	// assertion (its groups claim dominates), for the floor that sends
+	// the same headers.
+	largeAssertionBytes = 10_000
 )
 
 // target is a running proxy under test.
@@ -128,9 +132,9 @@ func startMemcached(ps *procs, cpu string) (string, *exec.Cmd, error) {
 	return addr, cmd, nil
 }
 
-func startFloor(ps *procs, bin, cpu, upstream string) (*target, error) {
+func startFloor(ps *procs, bin, cpu, upstream string, extra ...string) (*target, error) {
 	addr := freeAddr()
-	cmd := command(cpu, bin, "-listen", addr, "-upstream", upstream)
+	cmd := command(cpu, bin, append([]string{"-listen", addr, "-upstream", upstream}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,7 +23,20 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	upstream := flag.String("upstream", "", "upstream base URL")
+	groups := flag.Int("groups", 0, "also send the headers a user in this many groups costs Gatehouse: X-Forwarded-Groups and an assertion-sized X-Gatehouse-Assertion (to tell what is inherent in forwarding a large identity)")
+	assertionBytes := flag.Int("assertion-bytes", 0, "size of that fake assertion")
 	flag.Parse()
+	var identity http.Header
+	if *groups > 0 {
+		names := make([]string, *groups)
+		for i := range names {
+			names[i] = fmt.Sprintf("team-%03d-engineering", i) // as the bench's large user
+		}
+		identity = http.Header{
+			"X-Forwarded-Groups":    {strings.Join(names, ",")},
+			"X-Gatehouse-Assertion": {strings.Repeat("a", *assertionBytes)},
+		}
+	}
 	target, err := url.Parse(*upstream)
 	if err != nil || target.Host == "" {
 		fmt.Fprintln(os.Stderr, "floor: -upstream must be an absolute URL")
@@ -39,6 +53,9 @@ func main() {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
+			for k, v := range identity {
+				pr.Out.Header[k] = v
+			}
 		},
 		Transport:  transport,
 		BufferPool: &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}},
