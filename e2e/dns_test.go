@@ -213,6 +213,11 @@ func dnsStore(t *testing.T, d *dnsServer, servers ...string) (*sessionstore.Memc
 // stopped without a single failed request.
 func membershipChange(t *testing.T, s *sessionstore.Memcache, a, b, c string, stopA func(), change func()) {
 	t.Helper()
+	// A name's first answer holds the store for three resolve intervals
+	// (every Gatehouse process must know its servers first).
+	waitFor(t, 10*time.Second, "the store's hold after the first answer", func() bool {
+		return s.Ping(context.Background()) == nil
+	})
 	ctx := context.Background()
 	const n = 100
 	old := make([]string, n)

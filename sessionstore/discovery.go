@@ -106,6 +106,14 @@ func (m *Memcache) resolve() {
 				for _, a := range r.addrs {
 					immediate[a] = true
 				}
+				if sp.kind != staticServer {
+					// The answer may name a server that appeared only
+					// just now, which other Gatehouse processes do not
+					// know yet: their deletes and writes would miss it.
+					// Wait until every process that resolves the same
+					// name has seen it (and flushed it) before using it.
+					m.holdFor(m.joinDelay)
+				}
 			}
 			sp.resolved, sp.addrs, sp.err = true, r.addrs, nil
 		}

@@ -93,7 +93,43 @@ func discoveringStore(t *testing.T, r Resolver) (*Memcache, *logBuffer) {
 	cfg := testConfig("dnssrv+" + srvName)
 	cfg.ResolveInterval = 50 * time.Millisecond
 	s := newStoreWith(t, probeEvery, cfg, WithResolver(r), WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	// A name's first answer holds the store for the join delay (every
+	// other Gatehouse process must know its servers first): wait it out.
+	waitUntil(t, 10*time.Second, "the hold after the first answer", func() bool { return s.held() == nil })
 	return s, logs
+}
+
+// The servers of a name's first answer are used only after the join
+// delay: a server that just appeared may be unknown to other Gatehouse
+// processes, whose deletes would miss it (a signed-out session served
+// again). Until then the store fails closed and is not ready.
+func TestFirstAnswerIsHeldForTheJoinDelay(t *testing.T) {
+	a := startMemcached(t)
+	r := newFakeResolver()
+	r.setSRV(srvName, a.addr())
+	cfg := testConfig("dnssrv+" + srvName)
+	cfg.ResolveInterval = time.Second // join delay 3 s
+	s := newStoreWith(t, probeEvery, cfg, WithResolver(r))
+	ctx := context.Background()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ready right after the first answer")
+	}
+	if err := s.Set(ctx, "k", []byte("v"), time.Hour); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("set during the hold: %v, want a store error", err)
+	}
+	if _, err := s.Get(ctx, "k"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("get during the hold: %v, want a store error (never not found)", err)
+	}
+	waitUntil(t, 10*time.Second, "the hold to end", func() bool { return s.Ping(ctx) == nil })
+	if err := s.Set(ctx, "k", []byte("v"), time.Hour); err != nil {
+		t.Fatalf("set after the hold: %v", err)
+	}
+	// Static servers are known to every process from its configuration:
+	// no hold.
+	static := newStoreWith(t, probeEvery, testConfig(a.addr()))
+	if err := static.Ping(ctx); err != nil {
+		t.Fatalf("static server list held: %v", err)
+	}
 }
 
 func (m *Memcache) roleOf(addr string) string {

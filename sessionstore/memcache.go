@@ -62,6 +62,9 @@ type Memcache struct {
 	specMu       sync.Mutex
 	resolveEvery time.Duration
 	joinDelay    time.Duration
+	// heldUntil: no operation before this time (see holdFor).
+	heldMu    sync.Mutex
+	heldUntil time.Time
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -314,6 +317,29 @@ func (o *op) wave(tasks []*task) {
 	wg.Wait()
 }
 
+// holdFor refuses every operation (a store error: requests fail closed,
+// /ready is 503) for d from now. A name's first answer starts it: the
+// servers it names are used at once, which is safe only once every other
+// Gatehouse process has resolved the name since they appeared.
+func (m *Memcache) holdFor(d time.Duration) {
+	m.heldMu.Lock()
+	defer m.heldMu.Unlock()
+	if until := m.now().Add(d); until.After(m.heldUntil) {
+		m.heldUntil = until
+	}
+}
+
+// held is the error for an operation before the hold ends, or nil.
+func (m *Memcache) held() error {
+	m.heldMu.Lock()
+	until := m.heldUntil
+	m.heldMu.Unlock()
+	if m.now().Before(until) {
+		return fmt.Errorf("memcache: waiting until %s for every Gatehouse process to know the servers just resolved", until.Format(time.RFC3339))
+	}
+	return nil
+}
+
 // noServer is the error for an operation with no server to go to.
 func (m *Memcache) noServer() error {
 	if m.ring.memberCount() > 0 {
@@ -340,6 +366,9 @@ func (m *Memcache) noServer() error {
 // replicas that answered all said so. When none answered, Get fails.
 func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := m.held(); err != nil {
 		return nil, err
 	}
 	k := safeKey(key)
@@ -377,6 +406,9 @@ func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 // for all the keys it is next in line for. Usually one wave answers.
 func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := m.held(); err != nil {
 		return nil, err
 	}
 	out := make(map[string][]byte, len(keys))
@@ -477,6 +509,9 @@ func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.D
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := m.held(); err != nil {
+		return err
+	}
 	k := safeKey(key)
 	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
 	set := func(c *memcache.Client) error { return c.Set(item) }
@@ -573,6 +608,9 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := m.held(); err != nil {
+		return err
+	}
 	k := safeKey(key)
 	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
 	add := func(c *memcache.Client) error { return c.Add(item) }
@@ -631,6 +669,9 @@ func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl ti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := m.held(); err != nil {
+		return err
+	}
 	k := safeKey(key)
 	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
 	replace := func(c *memcache.Client) error { return c.Replace(item) }
@@ -656,6 +697,9 @@ func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl ti
 // touch changes no record, so servers that miss one need no flush.
 func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.held(); err != nil {
 		return err
 	}
 	k := safeKey(key)
@@ -684,6 +728,9 @@ func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) err
 // aside and flushed before it is used again.
 func (m *Memcache) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.held(); err != nil {
 		return err
 	}
 	k := safeKey(key)
@@ -717,6 +764,9 @@ func (m *Memcache) Delete(ctx context.Context, key string) error {
 // not resolve) it says so.
 func (m *Memcache) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.held(); err != nil {
 		return err
 	}
 	if m.ring.upMembers() > 0 {
