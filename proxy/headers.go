@@ -185,14 +185,16 @@ func sanitizeHeaderValue(v string) string {
 // stripCookie removes Gatehouse's own cookies from the Cookie header so
 // the upstream never sees a session ticket it could replay.
 func stripCookie(hdr http.Header, cookieName string) {
-	statePrefix := authn.StateCookiePrefix(cookieName)
 	lines := hdr.Values("Cookie")
 	if len(lines) == 0 {
 		return
 	}
-	var kept []string
+	statePrefix := authn.StateCookiePrefix(cookieName)
+	var kept strings.Builder // built only when something is kept
 	for _, line := range lines {
-		for _, part := range strings.Split(line, ";") {
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
 			name, _, _ := strings.Cut(part, "=")
 			// Compare the name as cookie parsers read it, spaces trimmed,
 			// so " _gatehouse =x" cannot slip a ticket to the upstream.
@@ -201,13 +203,16 @@ func stripCookie(hdr http.Header, cookieName string) {
 				continue
 			}
 			if p := strings.TrimSpace(part); p != "" {
-				kept = append(kept, p)
+				if kept.Len() > 0 {
+					kept.WriteString("; ")
+				}
+				kept.WriteString(p)
 			}
 		}
 	}
 	hdr.Del("Cookie")
-	if len(kept) > 0 {
-		hdr.Set("Cookie", strings.Join(kept, "; "))
+	if kept.Len() > 0 {
+		hdr.Set("Cookie", kept.String())
 	}
 }
 
