@@ -541,6 +541,10 @@ func TestOwnEndpoints(t *testing.T) {
 	if rec := get("/oauth2/nonexistent", nil); rec.Code != 404 {
 		t.Errorf("unknown endpoint = %d", rec.Code)
 	}
+	if rec := get("/oauth2/signed_out", nil); rec.Code != 200 || !strings.Contains(rec.Body.String(), "/oauth2/sign_in") ||
+		rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("signed-out page: %d %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
 	// Only the exact path names an endpoint: "//" is not merged.
 	if rec := get("/oauth2//sign_in?rd=/x", nil); rec.Code != 404 {
 		t.Errorf("sign-in page via //: %d, want 404", rec.Code)

@@ -78,6 +78,11 @@ func New(o Options) *Handler {
 	}
 	mux.HandleFunc("GET "+p+"/sign_out", o.Login.SignOut)
 	mux.HandleFunc("POST "+p+"/sign_out", o.Login.SignOut)
+	// The "you are signed out" page (also the post-logout redirect URI
+	// registered at providers).
+	mux.HandleFunc("GET "+p+"/signed_out", func(w http.ResponseWriter, r *http.Request) {
+		o.Pages.SignedOut(w, p+"/sign_in")
+	})
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
