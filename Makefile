@@ -1,6 +1,6 @@
 # Gatehouse — the two commands a newcomer needs:
 #   make demo   run the proxy in front of a demo app, with a demo OIDC provider (no credentials, no network)
-#   make test   install test dependencies (chromium, memcached, nginx, helm) when missing, lint, and run every test with -race
+#   make test   install test dependencies (chromium, memcached, nginx, helm, promtool) when missing, lint, and run every test with -race
 SHELL       := /bin/bash
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
