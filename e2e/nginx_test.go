@@ -15,6 +15,37 @@ import (
 // (at gatehouseURL) about every request with auth_request.
 func startNginx(t *testing.T, gatehouseURL, upstream string) string {
 	t.Helper()
+	return runNginx(t, fmt.Sprintf(`
+    location = /oauth2/auth {
+      internal;
+      proxy_pass %[1]s/oauth2/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Forwarded-Method $request_method;
+    }
+    location /oauth2/ {
+      proxy_pass %[1]s;
+    }
+    location / {
+      auth_request /oauth2/auth;
+      auth_request_set $gh_user $upstream_http_x_auth_request_user;
+      auth_request_set $gh_email $upstream_http_x_auth_request_email;
+      auth_request_set $gh_groups $upstream_http_x_auth_request_groups;
+      auth_request_set $gh_assertion $upstream_http_x_gatehouse_assertion;
+      proxy_set_header X-Forwarded-User $gh_user;
+      proxy_set_header X-Forwarded-Email $gh_email;
+      proxy_set_header X-Forwarded-Groups $gh_groups;
+      proxy_set_header X-Gatehouse-Assertion $gh_assertion;
+      proxy_pass %[2]s;
+    }`, gatehouseURL, upstream))
+}
+
+// runNginx runs Debian's nginx, in the foreground and as a child of the
+// test, with one server on a free port holding the given directives; it
+// is stopped (by PID) when t ends. It returns the server's base URL.
+func runNginx(t *testing.T, server string) string {
+	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/nginx"); err2 != nil {
@@ -32,6 +63,7 @@ error_log %[1]s/error.log warn;
 events { worker_connections 64; }
 http {
   access_log off;
+  default_type text/plain;
   client_body_temp_path %[1]s/body;
   proxy_temp_path %[1]s/proxy;
   fastcgi_temp_path %[1]s/fastcgi;
@@ -39,32 +71,10 @@ http {
   scgi_temp_path %[1]s/scgi;
   server {
     listen %[2]s;
-    location = /oauth2/auth {
-      internal;
-      proxy_pass %[3]s/oauth2/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Forwarded-Method $request_method;
-    }
-    location /oauth2/ {
-      proxy_pass %[3]s;
-    }
-    location / {
-      auth_request /oauth2/auth;
-      auth_request_set $gh_user $upstream_http_x_auth_request_user;
-      auth_request_set $gh_email $upstream_http_x_auth_request_email;
-      auth_request_set $gh_groups $upstream_http_x_auth_request_groups;
-      auth_request_set $gh_assertion $upstream_http_x_gatehouse_assertion;
-      proxy_set_header X-Forwarded-User $gh_user;
-      proxy_set_header X-Forwarded-Email $gh_email;
-      proxy_set_header X-Forwarded-Groups $gh_groups;
-      proxy_set_header X-Gatehouse-Assertion $gh_assertion;
-      proxy_pass %[4]s;
-    }
+%[3]s
   }
 }
-`, dir, addr, gatehouseURL, upstream)
+`, dir, addr, server)
 	file := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -84,7 +94,7 @@ http {
 		}
 	})
 	waitFor(t, 10*time.Second, "nginx", func() bool {
-		resp, err := http.Get("http://" + addr + "/oauth2/sign_in")
+		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
 			return false
 		}

@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,57 +16,10 @@ import (
 // resolves dot segments and merges slashes before choosing a location).
 func startNginxUpstream(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		bin = "/usr/sbin/nginx"
-	}
-	dir := t.TempDir()
-	addr := freePort(t)
-	conf := fmt.Sprintf(`
-daemon off;
-master_process off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  default_type text/plain;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen %[2]s;
+	return runNginx(t, `
     location /admin { return 200 "ADMIN\n"; }
     location /public/ { return 200 "PUBLIC\n"; }
-    location / { return 200 "ROOT\n"; }
-  }
-}
-`, dir, addr)
-	file := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", file)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("nginx: %v (make test installs it)", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	waitFor(t, 10*time.Second, "nginx upstream", func() bool {
-		resp, err := http.Get("http://" + addr + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	return "http://" + addr
+    location / { return 200 "ROOT\n"; }`)
 }
 
 // serveMuxUpstream is a Go app routing with http.ServeMux.

@@ -829,37 +829,13 @@ func (m *Memcache) recover(s *server) bool {
 
 // alive asks a server for its version over a fresh connection.
 func (m *Memcache) alive(addr string) bool {
-	timeout := max(m.timeout, probeTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	conn, err := m.dial(ctx, "tcp", addr)
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte("version\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := m.command(addr, "version")
 	return err == nil && strings.HasPrefix(line, "VERSION")
 }
 
 // flushAll empties a server over a fresh connection.
 func (m *Memcache) flushAll(addr string) error {
-	timeout := max(m.timeout, probeTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	conn, err := m.dial(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte("flush_all\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := m.command(addr, "flush_all")
 	if err != nil {
 		return err
 	}
@@ -867,4 +843,24 @@ func (m *Memcache) flushAll(addr string) error {
 		return fmt.Errorf("memcache: flush_all answered %q", strings.TrimSpace(line))
 	}
 	return nil
+}
+
+// command sends one text-protocol command to addr over a fresh
+// connection (TLS when configured, like every other) and returns the
+// first line of the answer. The health probe and flushes use it, so that
+// they never share a pooled connection with requests.
+func (m *Memcache) command(addr, cmd string) (string, error) {
+	timeout := max(m.timeout, probeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := m.dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(conn).ReadString('\n')
 }
