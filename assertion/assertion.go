@@ -16,13 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/internal/bounded"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
 
@@ -135,8 +135,7 @@ type Signer struct {
 	jwks     []byte
 	now      func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cached // by session id and identity version
+	cache *bounded.Map[string, cached] // by session id and identity version
 }
 
 type cached struct {
@@ -144,7 +143,9 @@ type cached struct {
 	renewAt time.Time
 }
 
-// maxCached bounds the assertion cache; when full it starts over.
+// maxCached bounds the assertion cache; when full, one entry is evicted
+// per new one (never the whole cache at once, which would make every
+// session sign again in the same instant).
 const maxCached = 50000
 
 // NewSigner returns a Signer. keys[0] signs; every key is in the JWK set
@@ -171,7 +172,7 @@ func NewSigner(keys []Key, issuer, audience string, lifetime time.Duration, now 
 		return nil, err
 	}
 	return &Signer{signer: signer, issuer: issuer, audience: audience, lifetime: lifetime, jwks: jwks, now: now,
-		cache: map[string]cached{}}, nil
+		cache: bounded.New[string, cached](maxCached)}, nil
 }
 
 // Claims are the assertion's claims.
@@ -220,22 +221,14 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 // time, not a per-request nonce.
 func (s *Signer) SignCached(key string, id identity.Identity, sid string) (string, error) {
 	now := s.now()
-	s.mu.Lock()
-	c, ok := s.cache[key]
-	s.mu.Unlock()
-	if ok && now.Before(c.renewAt) {
+	if c, ok := s.cache.Get(key); ok && now.Before(c.renewAt) {
 		return c.jwt, nil
 	}
 	jwt, err := s.Sign(id, sid)
 	if err != nil {
 		return "", err
 	}
-	s.mu.Lock()
-	if len(s.cache) >= maxCached {
-		s.cache = map[string]cached{}
-	}
-	s.cache[key] = cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)}
-	s.mu.Unlock()
+	s.cache.Put(key, cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)})
 	return jwt, nil
 }
 

@@ -74,8 +74,8 @@ type DeviceConfig struct {
 	// ClientIP tells clients apart for rate limits; nil: the TCP peer.
 	ClientIP func(*http.Request) string
 	// Revalidator re-checks the approving session with its provider, as
-	// for any request. nil: one of Device's own over Login and Sessions
-	// (pass the proxy's, so both share its provider round trips).
+	// for any request; required. Pass the proxy's, so both share its
+	// provider round trips.
 	Revalidator *Revalidator
 }
 
@@ -96,7 +96,7 @@ func NewDevice(c DeviceConfig) *Device {
 		c.ClientIP = remoteHost
 	}
 	if c.Revalidator == nil {
-		c.Revalidator = NewRevalidator(c.Login, c.Sessions, c.Sessions.RevalidateInterval(), c.Now)
+		panic("authn: DeviceConfig.Revalidator is required")
 	}
 	d := &Device{
 		revalid:  c.Revalidator,
@@ -164,11 +164,13 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	deviceCode := randomToken(32)
+	dcKey := hashKey("dc:", deviceCode)
 	now := d.now()
 	rec := deviceRecord{ClientID: CLIClientID, Scopes: scopes, ExpiresAt: now.Add(d.cfg.CodeLifetime)}
 	// Every code costs a record in the store until it expires: neither one
 	// client network nor everyone together may hold more than so many.
-	if err := d.pending.reserve(clientNetwork(d.clientIP(r)), wideNetwork(d.clientIP(r)), hashKey("dc:", deviceCode), rec.ExpiresAt); err != nil {
+	ip := d.clientIP(r)
+	if err := d.pending.reserve(clientNetwork(ip), wideNetwork(ip), dcKey, rec.ExpiresAt); err != nil {
 		w.Header().Set("Retry-After", "60")
 		oauthError(w, http.StatusTooManyRequests, "slow_down", err.Error())
 		return
@@ -179,19 +181,19 @@ func (d *Device) Code(w http.ResponseWriter, r *http.Request) {
 	var userCode string
 	for try := 0; ; try++ {
 		userCode = newUserCode()
-		err := d.put(r.Context(), hashKey("du:", normalizeUserCode(userCode)), hashKey("dc:", deviceCode), ttl, true)
+		err := d.put(r.Context(), hashKey("du:", normalizeUserCode(userCode)), dcKey, ttl, true)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, sessionstore.ErrExists) || try == 5 {
-			d.pending.release(hashKey("dc:", deviceCode))
+			d.pending.release(dcKey)
 			d.storeFailed(w, err)
 			return
 		}
 	}
 	rec.UserCode = userCode
-	if err := d.put(r.Context(), hashKey("dc:", deviceCode), rec, ttl, true); err != nil {
-		d.pending.release(hashKey("dc:", deviceCode))
+	if err := d.put(r.Context(), dcKey, rec, ttl, true); err != nil {
+		d.pending.release(dcKey)
 		d.storeFailed(w, err)
 		return
 	}
@@ -223,8 +225,9 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	dc := f.Get("device_code")
+	dcKey := hashKey("dc:", dc)
 	var rec deviceRecord
-	switch err := d.get(ctx, hashKey("dc:", dc), &rec); {
+	switch err := d.get(ctx, dcKey, &rec); {
 	case errors.Is(err, sessionstore.ErrNotFound):
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown or already used device_code")
 		return
@@ -239,7 +242,7 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := d.now()
 	if !now.Before(rec.ExpiresAt) {
-		d.pending.release(hashKey("dc:", dc))
+		d.pending.release(dcKey)
 		d.metrics.DeviceAuth("expired")
 		oauthError(w, http.StatusBadRequest, "expired_token", "the device code expired; start again")
 		return
@@ -261,14 +264,14 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !dec.Approved {
-		d.pending.release(hashKey("dc:", dc))
+		d.pending.release(dcKey)
 		oauthError(w, http.StatusBadRequest, "access_denied", "the request was denied")
 		return
 	}
 	if dec.Generation == "" {
 		// Approved before approvals carried their session's generation:
 		// nothing to bind the token to, so no token.
-		d.pending.release(hashKey("dc:", dc))
+		d.pending.release(dcKey)
 		oauthError(w, http.StatusBadRequest, "access_denied", "the approval is no longer valid; start again")
 		return
 	}
@@ -288,8 +291,8 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	raw, err := d.tokens.Issue(ctx, tok)
 	if errors.Is(err, tokens.ErrEnded) {
 		// Signed out everywhere since the approval: the grant is over.
-		_ = d.store.Delete(ctx, hashKey("dc:", dc))
-		d.pending.release(hashKey("dc:", dc))
+		_ = d.store.Delete(ctx, dcKey)
+		d.pending.release(dcKey)
 		d.metrics.DeviceAuth("ended")
 		d.log.Info("device approval ended before its token was issued", "event", "token_issue", "user", dec.Identity.User,
 			"client", rec.ClientID, "result", "ended")
@@ -300,8 +303,8 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 		d.storeFailed(w, err)
 		return
 	}
-	_ = d.store.Delete(ctx, hashKey("dc:", dc))
-	d.pending.release(hashKey("dc:", dc))
+	_ = d.store.Delete(ctx, dcKey)
+	d.pending.release(dcKey)
 	d.metrics.DeviceAuth("token_issued")
 	d.log.Info("token issued", "event", "token_issue", "user", tok.Identity.User, "client", rec.ClientID,
 		"scopes", strings.Join(rec.Scopes, " "))
@@ -373,11 +376,8 @@ func (d *Device) Page(w http.ResponseWriter, r *http.Request) {
 		d.pages.Denied(w, "You may not approve devices for this site.", s.Identity.Email, d.login.prefix+"/sign_in")
 		return
 	}
-	who := s.Identity.Email
-	if who == "" {
-		who = s.Identity.User
-	}
-	csrf := d.csrf(s)
+	who := displayName(s)
+	csrf := csrfToken(d.csrfKey, s)
 	if r.Method == http.MethodGet {
 		code := r.URL.Query().Get("user_code")
 		if code == "" {
@@ -473,12 +473,6 @@ func (d *Device) deviceHashForUserCode(ctx context.Context, code string) (string
 		return "", err
 	}
 	return dcHash, nil
-}
-
-func (d *Device) csrf(s *session.Session) string {
-	m := hmac.New(sha256.New, d.csrfKey)
-	m.Write([]byte(s.ID()))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // put seals v under key; with add it fails with ErrExists if key is taken.
@@ -584,34 +578,27 @@ func remoteHost(r *http.Request) string {
 // clientNetwork is what limits count as one client: an IPv4 address, or
 // an IPv6 /64 (one subscriber's prefix: a single host can use any address
 // in it).
-func clientNetwork(ip string) string {
+func clientNetwork(ip string) string { return networkOf(ip, 32, 64) }
+
+// wideNetwork is the site a client is in: an IPv4 /24 or an IPv6 /48, so
+// that one attacker with many addresses or /64s (a /48 holds 65 536 of
+// them) still meets a cap.
+func wideNetwork(ip string) string { return "wide:" + networkOf(ip, 24, 48) }
+
+// networkOf is the prefix of ip of v4 or v6 bits; ip itself when it does
+// not parse.
+func networkOf(ip string, v4, v6 int) string {
 	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
 	if err != nil {
 		return ip
 	}
 	a = a.WithZone("").Unmap()
+	bits := v6
 	if a.Is4() {
-		return a.String()
-	}
-	p, _ := a.Prefix(64)
-	return p.String()
-}
-
-// wideNetwork is the site a client is in: an IPv4 /24 or an IPv6 /48, so
-// that one attacker with many addresses or /64s (a /48 holds 65 536 of
-// them) still meets a cap.
-func wideNetwork(ip string) string {
-	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
-	if err != nil {
-		return "wide:" + ip
-	}
-	a = a.WithZone("").Unmap()
-	bits := 48
-	if a.Is4() {
-		bits = 24
+		bits = v4
 	}
 	p, _ := a.Prefix(bits)
-	return "wide:" + p.String()
+	return p.String()
 }
 
 // failureLimiter counts failures per key in a fixed window. It holds at

@@ -1,13 +1,11 @@
 package authn
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -32,7 +30,7 @@ type Login struct {
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	now       func() time.Time
-	csrfKey   []byte // keys CSRFToken
+	csrfKey   []byte // keys csrfToken
 }
 
 // LoginConfig gathers what Login depends on.
@@ -185,19 +183,30 @@ func (l *Login) Callback(p Provider) http.Handler {
 	})
 }
 
-// CSRFToken is the anti-forgery token of forms that act for session s
-// (sign out everywhere; the sessions page): bound to the session, derived
-// from session.secret, the same on every replica.
-func (l *Login) CSRFToken(s *session.Session) string {
-	m := hmac.New(sha256.New, l.csrfKey)
+// csrfToken is the anti-forgery token of the sign out everywhere form.
+func (l *Login) csrfToken(s *session.Session) string { return csrfToken(l.csrfKey, s) }
+
+// csrfToken is the anti-forgery token of a form that acts for session s:
+// bound to the session, keyed by a key derived from session.secret (one
+// per kind of form), so the same on every replica.
+func csrfToken(key []byte, s *session.Session) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(s.ID()))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// displayName is how pages name the signed-in user.
+func displayName(s *session.Session) string {
+	if s.Identity.Email != "" {
+		return s.Identity.Email
+	}
+	return s.Identity.User
 }
 
 // SignOut serves GET and POST sign_out: the session ends server-side,
 // the cookie is cleared and the browser goes to rd or the signed-out page.
 // sign_out?all=true (end every session and token of the user) is POST-only
-// with the form field csrf_token (see CSRFToken): a GET answers with a
+// with the form field csrf_token (see csrfToken): a GET answers with a
 // page whose button posts it, so a link or a forged form ends nothing.
 func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 	all := isTrue(r.URL.Query().Get("all"))
@@ -224,7 +233,7 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 			l.confirmSignOutAll(w, r, s)
 			return
 		}
-		if !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(l.CSRFToken(s))) {
+		if !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(l.csrfToken(s))) {
 			l.log.Warn("sign out everywhere refused", "event", "logout_all", "result", "bad_csrf", "user", s.Identity.User, "sid", s.ID())
 			l.pages.Error(w, http.StatusForbidden, "Request refused",
 				"This sign-out form expired or did not come from this site. Nothing was ended.", "")
@@ -269,55 +278,8 @@ func (l *Login) confirmSignOutAll(w http.ResponseWriter, r *http.Request, s *ses
 		action += "&rd=" + url.QueryEscape(rd)
 		cancel = SafeRedirect(rd, l.public)
 	}
-	who := s.Identity.Email
-	if who == "" {
-		who = s.Identity.User
-	}
-	var buf bytes.Buffer
-	if err := confirmSignOutAllPage.Execute(&buf, map[string]string{
-		"Action": action, "CSRF": l.CSRFToken(s), "Who": who, "Cancel": cancel,
-	}); err != nil {
-		l.log.Error("rendering page", "page", "sign_out_all", "err", err)
-		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	pages.NoStore(h)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
+	l.pages.SignOutAll(w, displayName(s), action, l.csrfToken(s), cancel)
 }
-
-// confirmSignOutAllPage asks before signing out everywhere. (It belongs in
-// package pages with the other pages; it is here until pages has it.)
-var confirmSignOutAllPage = template.Must(template.New("sign_out_all").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>Sign out everywhere · Gatehouse</title>
-<style>
-body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font:16px/1.5 system-ui,sans-serif;padding:16px}
-main{border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:28px 24px;width:100%;max-width:420px}
-.btn{display:block;width:100%;text-align:center;padding:.75rem 1rem;margin:.6rem 0 0;border-radius:8px;border:0;background:#2458d3;color:#fff;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}
-.btn.secondary{background:transparent;color:#2458d3;border:1px solid #2458d3}
-</style>
-</head>
-<body>
-<main>
-<h1 id="sign-out-all">Sign out everywhere?</h1>
-<p>This ends every session of <strong>{{.Who}}</strong> in every browser, and every token issued to your devices.</p>
-<form method="post" action="{{.Action}}">
-<input type="hidden" name="csrf_token" value="{{.CSRF}}">
-<button class="btn" id="confirm" type="submit">Sign out everywhere</button>
-</form>
-<a class="btn secondary" id="cancel" href="{{.Cancel}}">Cancel</a>
-</main>
-</body>
-</html>
-`))
 
 func isTrue(v string) bool { return v == "true" || v == "1" }
 

@@ -77,7 +77,7 @@ func (f *signOutFixture) csrfFor(t *testing.T, c *http.Cookie) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.login.CSRFToken(s)
+	return f.login.csrfToken(s)
 }
 
 func (f *signOutFixture) alive(c *http.Cookie) bool {

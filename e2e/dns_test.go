@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,33 +116,6 @@ func (d *dnsServer) resolver() *net.Resolver {
 		var nd net.Dialer
 		return nd.DialContext(ctx, "udp", d.addr)
 	}}
-}
-
-// startMemcachedAt runs memcached on ip:port until the test ends.
-func startMemcachedAt(t *testing.T, ip, port string) (addr string, stop func()) {
-	t.Helper()
-	addr = net.JoinHostPort(ip, port)
-	cmd := exec.Command("memcached", "-l", ip, "-p", port, "-U", "0", "-m", "64", "-u", "root")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	waitFor(t, 10*time.Second, "memcached on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr, stop
 }
 
 // portFreeOn finds a port free on every one of ips.
@@ -291,9 +263,8 @@ func TestDNSDiscoveryFollowsARecords(t *testing.T) {
 	d := startDNS(t)
 	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	port := portFreeOn(t, ips...)
-	a, stopA := startMemcachedAt(t, ips[0], port)
-	b, _ := startMemcachedAt(t, ips[1], port)
-	c, _ := startMemcachedAt(t, ips[2], port)
+	na, nb, nc := startMemcachedAt(t, ips[0], port), startMemcachedAt(t, ips[1], port), startMemcachedAt(t, ips[2], port)
+	a, b, c, stopA := na.addr(), nb.addr(), nc.addr(), na.kill
 	d.setA("memcached.gatehouse.test.", ips[0], ips[1])
 	s, _ := dnsStore(t, d, "dns+memcached.gatehouse.test:"+port)
 	membershipChange(t, s, a, b, c, stopA, func() { d.setA("memcached.gatehouse.test.", ips[1], ips[2]) })
@@ -307,7 +278,8 @@ func TestDNSDiscoveryFollowsSRVRecords(t *testing.T) {
 	var direct, targets []string
 	var stops []func()
 	for i := 0; i < 3; i++ {
-		addr, stop := startMemcachedAt(t, "127.0.0.1", portFreeOn(t, "127.0.0.1"))
+		n := startMemcachedAt(t, "127.0.0.1", portFreeOn(t, "127.0.0.1"))
+		addr, stop := n.addr(), n.kill
 		_, port, _ := net.SplitHostPort(addr)
 		host := fmt.Sprintf("mc-%d.memcached.gatehouse.test.", i)
 		d.setA(host, "127.0.0.1")

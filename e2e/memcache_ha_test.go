@@ -12,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,36 +22,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/demo/idp"
 )
-
-// memcachedNode is a memcached on a fixed port that the test can kill and
-// start again (empty, as a restarted pod would be), or freeze.
-type memcachedNode struct {
-	t    *testing.T
-	port string
-	cmd  *exec.Cmd
-}
-
-func (n *memcachedNode) addr() string { return net.JoinHostPort("127.0.0.1", n.port) }
-
-func (n *memcachedNode) start() {
-	n.t.Helper()
-	n.cmd = exec.Command("memcached", "-l", "127.0.0.1", "-p", n.port, "-U", "0", "-m", "64", "-u", "root")
-	if err := n.cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	cmd := n.cmd
-	n.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(n.t, 10*time.Second, "memcached on "+n.addr(), func() bool {
-		_, err := memcachedStats(n.addr())
-		return err == nil
-	})
-}
-
-// kill ends the process (SIGKILL): its records are gone.
-func (n *memcachedNode) kill() {
-	_ = n.cmd.Process.Kill()
-	_ = n.cmd.Wait()
-}
 
 // pause freezes the process (SIGSTOP): it keeps its port and records but
 // answers nothing, like a node cut off by the network.
@@ -206,8 +175,7 @@ func TestMemcachedNodeLossSignsOutNobody(t *testing.T) {
 	nodes := make([]*memcachedNode, 3)
 	var servers []string
 	for i := range nodes {
-		nodes[i] = &memcachedNode{t: t, port: portFreeOn(t, "127.0.0.1")}
-		nodes[i].start()
+		nodes[i] = startMemcachedAt(t, "127.0.0.1", portFreeOn(t, "127.0.0.1"))
 		servers = append(servers, nodes[i].addr())
 	}
 	users := make([]idp.User, sessions)

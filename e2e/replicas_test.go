@@ -10,37 +10,6 @@ import (
 	"time"
 )
 
-// startMemcached runs a real memcached on a free port for the test.
-func startMemcached(t *testing.T) (addr string, stop func()) {
-	t.Helper()
-	if _, err := exec.LookPath("memcached"); err != nil {
-		t.Fatal("memcached not found: run make test, which installs it")
-	}
-	addr = freePort(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-u", "root")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	waitFor(t, 10*time.Second, "memcached on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr, stop
-}
-
 func TestReplicasShareSessionsThroughMemcached(t *testing.T) {
 	t.Parallel()
 	mc1, _ := startMemcached(t)

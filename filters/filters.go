@@ -126,7 +126,7 @@ func (r Rule) emailAllowed(email string) bool {
 	if !ok {
 		return false
 	}
-	email, domain = asciiLower(email), asciiLower(domain)
+	email, domain = identity.LowerASCII(email), identity.LowerASCII(domain)
 	for _, e := range r.emails {
 		if e == email {
 			return true
@@ -166,7 +166,7 @@ func groupsAllowed(allowed, have []string, paths bool) bool {
 				}
 				continue
 			}
-			a, h := asciiLower(strings.Trim(a, "/")), asciiLower(h)
+			a, h := identity.LowerASCII(strings.Trim(a, "/")), identity.LowerASCII(h)
 			if h == a || strings.HasPrefix(h, a+"/") {
 				return true
 			}
@@ -178,7 +178,7 @@ func groupsAllowed(allowed, have []string, paths bool) bool {
 func anyEqualFold(allowed, have []string) bool {
 	for _, a := range allowed {
 		for _, h := range have {
-			if h != "" && asciiLower(a) == asciiLower(h) {
+			if h != "" && identity.EqualFoldASCII(a, h) {
 				return true
 			}
 		}
@@ -189,32 +189,9 @@ func anyEqualFold(allowed, have []string) bool {
 func lowerAll(in []string) []string {
 	out := trimAll(in)
 	for i := range out {
-		out[i] = asciiLower(out[i])
+		out[i] = identity.LowerASCII(out[i])
 	}
 	return out
-}
-
-// asciiLower lower-cases the ASCII letters A-Z and leaves every other byte
-// alone. Names are compared case-insensitively only in ASCII: Unicode case
-// mapping turns U+0130 (İ) into 'i' and U+212A (Kelvin sign) into 'k', so
-// "alİce@İbm.com" would otherwise pass for "alice@ibm.com", an address at
-// a look-alike domain somebody else can register. strings.EqualFold has the
-// same problem, hence no use of it here either.
-func asciiLower(s string) string {
-	i := 0
-	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
-		i++
-	}
-	if i == len(s) {
-		return s
-	}
-	b := []byte(s)
-	for ; i < len(b); i++ {
-		if 'A' <= b[i] && b[i] <= 'Z' {
-			b[i] += 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 func trimAll(in []string) []string {

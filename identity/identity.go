@@ -30,20 +30,51 @@ func LocalPart(email string) string {
 	if !ok {
 		return ""
 	}
-	return asciiLower(local)
+	return LowerASCII(local)
 }
 
-// asciiLower lower-cases ASCII letters only: strings.ToLower maps U+0130
-// (İ) and U+212A (Kelvin sign) to ASCII letters, which would let
-// "alİce@..." become the user "alice".
-func asciiLower(s string) string {
+// LowerASCII lower-cases the ASCII letters A-Z and leaves every other byte
+// alone. Names are compared case-insensitively only in ASCII: Unicode case
+// mapping (strings.ToLower, strings.EqualFold) turns U+0130 (İ) into 'i'
+// and U+212A (Kelvin sign) into 'k', so "alİce@İbm.com" would otherwise
+// pass for "alice@ibm.com", an address at a look-alike domain somebody
+// else can register, or become the user "alice".
+func LowerASCII(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
 	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
+	for ; i < len(b); i++ {
+		if 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
 		}
 	}
 	return string(b)
+}
+
+// EqualFoldASCII reports whether a and b are equal once ASCII letters are
+// lower-cased (see LowerASCII), without allocating.
+func EqualFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // SplitEmail splits an address into local part and domain. It fails for

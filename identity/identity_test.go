@@ -15,3 +15,22 @@ func TestLocalPart(t *testing.T) {
 		}
 	}
 }
+
+func TestFoldASCIIOnly(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{"Acme", "aCME", true},
+		{"kube", "\u212Aube", false}, // Kelvin sign is not "K"
+		{"infra", "\u0130nfra", false},
+		{"a", "ab", false},
+	} {
+		if got := EqualFoldASCII(tt.a, tt.b); got != tt.want {
+			t.Errorf("EqualFoldASCII(%q, %q) = %v", tt.a, tt.b, got)
+		}
+		if got := LowerASCII(tt.a) == LowerASCII(tt.b); got != tt.want {
+			t.Errorf("LowerASCII(%q) == LowerASCII(%q): %v", tt.a, tt.b, got)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package pages renders Gatehouse's own HTML pages (sign-in, denied,
-// error, signed-out) and JSON errors. The templates are embedded, small,
-// and use no external assets, so they work offline and under a strict CSP.
+// error, signed-out, sign out everywhere, device) and JSON errors. The
+// templates are embedded, small, and use no external assets, so they work
+// offline and under a strict CSP.
 package pages
 
 import (
@@ -24,7 +25,7 @@ type Renderer struct {
 // New parses the embedded templates.
 func New() *Renderer {
 	r := &Renderer{pages: map[string]*template.Template{}}
-	for _, name := range []string{"sign_in", "denied", "error", "signed_out", "device"} {
+	for _, name := range []string{"sign_in", "denied", "error", "signed_out", "sign_out_all", "device"} {
 		r.pages[name] = template.Must(template.ParseFS(files, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return r
@@ -56,6 +57,14 @@ func (r *Renderer) Error(w http.ResponseWriter, status int, title, message, retr
 // SignedOut renders the page shown after sign-out.
 func (r *Renderer) SignedOut(w http.ResponseWriter, signInURL string) {
 	r.render(w, http.StatusOK, "signed_out", map[string]any{"Title": "Signed out", "SignInURL": signInURL})
+}
+
+// SignOutAll renders the page that asks before signing out everywhere:
+// its button POSTs action with the CSRF token; cancel leads back.
+func (r *Renderer) SignOutAll(w http.ResponseWriter, who, action, csrf, cancel string) {
+	r.render(w, http.StatusOK, "sign_out_all", map[string]any{
+		"Title": "Sign out everywhere", "Who": who, "Action": action, "CSRF": csrf, "Cancel": cancel,
+	})
 }
 
 func (r *Renderer) render(w http.ResponseWriter, status int, name string, data map[string]any) {

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/internal/bounded"
 )
 
 // identityHeaders knows which request headers carry identity: those it
@@ -60,34 +60,36 @@ func normalizeHeader(name string) string {
 
 // strip removes every reserved header, in any spelling.
 func (h *identityHeaders) strip(hdr http.Header) {
-	var buf [64]byte
 	for name := range hdr {
-		var n string
-		if len(name) <= len(buf) {
-			// Normalized on the stack: this runs for every header of
-			// every request, and the map lookup of string(b) does not
-			// allocate.
-			b := buf[:len(name)]
-			for i := 0; i < len(name); i++ {
-				c := name[i]
-				switch {
-				case 'A' <= c && c <= 'Z':
-					c += 'a' - 'A'
-				case c == '_':
-					c = '-'
-				}
-				b[i] = c
-			}
-			if h.reserved[string(b)] || bytes.HasPrefix(b, []byte("x-auth-request-")) {
-				delete(hdr, name)
-			}
-			continue
-		}
-		n = normalizeHeader(name)
-		if h.reserved[n] || strings.HasPrefix(n, "x-auth-request-") {
+		if h.isReserved(name) {
 			delete(hdr, name)
 		}
 	}
+}
+
+// isReserved reports whether a header name, in any case and with '_' for
+// '-', is one Gatehouse sets. It runs for every header of every request,
+// so the usual name is normalized on the stack (a map lookup of string(b)
+// does not allocate).
+func (h *identityHeaders) isReserved(name string) bool {
+	var buf [64]byte
+	var n []byte
+	if len(name) <= len(buf) {
+		n = buf[:len(name)]
+	} else {
+		n = make([]byte, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		n[i] = c
+	}
+	return h.reserved[string(n)] || bytes.HasPrefix(n, []byte("x-auth-request-"))
 }
 
 // identityValues are an identity's header values, sanitized and joined,
@@ -115,35 +117,21 @@ func newIdentityValues(id identity.Identity) *identityValues {
 }
 
 // valuesCache keeps identityValues by the forwarded identity's cache key
-// (session and validation time, or token): bounded, evicting one entry at
-// a time.
+// (session and validation time, or token).
 type valuesCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]*identityValues
+	m *bounded.Map[string, *identityValues]
 }
 
 func newValuesCache(max int) *valuesCache {
-	return &valuesCache{max: max, m: make(map[string]*identityValues)}
+	return &valuesCache{m: bounded.New[string, *identityValues](max)}
 }
 
 func (c *valuesCache) get(key string, id identity.Identity) *identityValues {
-	c.mu.Lock()
-	v, ok := c.m[key]
-	c.mu.Unlock()
-	if ok {
+	if v, ok := c.m.Get(key); ok {
 		return v
 	}
-	v = newIdentityValues(id)
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		for k := range c.m {
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[key] = v
-	c.mu.Unlock()
+	v := newIdentityValues(id)
+	c.m.Put(key, v)
 	return v
 }
 

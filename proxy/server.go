@@ -159,14 +159,16 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 	u := *r.URL
 	u.Path, u.RawPath = clean, ""
 	r2.URL = &u
-	handler, pattern := h.mux.Handler(r2)
-	if strings.Contains(clean, "//") {
-		// ServeMux would redirect to the merged path; our endpoints have
-		// exactly one name each.
-		handler, pattern = nil, ""
+	// Our endpoints have exactly one name each: a path with "//" (which
+	// ServeMux would redirect to its merged form) names none of them.
+	var handler http.Handler
+	pattern := ""
+	exact := !strings.Contains(clean, "//")
+	if exact {
+		handler, pattern = h.mux.Handler(r2)
 	}
 	noteHandler(r.Context(), handlerName(pattern, h.prefix))
-	if pattern == "" && !strings.Contains(clean, "//") && h.otherMethodServes(r2) {
+	if pattern == "" && exact && h.otherMethodServes(r2) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		if pages.WantsJSON(r) {
 			pages.JSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
@@ -471,14 +473,24 @@ func (h *Handler) envoyCheck(w http.ResponseWriter, r *http.Request, rawPath str
 	noteHandler(r.Context(), "auth")
 	t := target{kind: routeUnknown, method: canonicalMethod(r.Method)}
 	if h.trusted.trusts(r) {
-		p, err := canonical.Parse(rawPath, h.o.Routes.Paths)
-		if err != nil {
-			h.forwardAuthRefused(w, "the original request path is not canonical: "+reasonOf(err))
+		var refused string
+		if t, refused = h.originalTarget(t.method, rawPath); refused != "" {
+			h.forwardAuthRefused(w, refused)
 			return
 		}
-		t.path, t.kind = p, routeKnown
 	}
 	h.forwardAuthFor(w, r, t)
+}
+
+// originalTarget is the target of a forward-auth check about method and
+// rawPath, or why the path must be refused: it goes through the same
+// canonical rules as any request.
+func (h *Handler) originalTarget(method, rawPath string) (target, string) {
+	p, err := canonical.Parse(rawPath, h.o.Routes.Paths)
+	if err != nil {
+		return target{kind: routeUnknown, method: method}, "the original request path is not canonical: " + reasonOf(err)
+	}
+	return target{kind: routeKnown, method: method, path: p}, ""
 }
 
 func (h *Handler) forwardAuthFor(w http.ResponseWriter, r *http.Request, t target) {
@@ -561,11 +573,7 @@ func (h *Handler) originalRequest(r *http.Request) (t target, refused string) {
 	if !ok {
 		return unknown, "the original request URL is not a path or an http(s) URL"
 	}
-	p, err := canonical.Parse(path, h.o.Routes.Paths)
-	if err != nil {
-		return unknown, "the original request path is not canonical: " + reasonOf(err)
-	}
-	return target{kind: routeKnown, method: method, path: p}, ""
+	return h.originalTarget(method, path)
 }
 
 // isToken reports whether m is an HTTP token (RFC 9110), as a method must be.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: Chromium for the
-# end-to-end tests and memcached for the session store tests. It does
-# nothing when they are already there.
+# end-to-end tests, memcached for the session store tests, nginx for the
+# forward-auth end-to-end test and promtool (Debian's prometheus package)
+# for the chart tests' `promtool check rules`. It does nothing when they
+# are already there.
 set -euo pipefail
 
 need=()
@@ -9,6 +11,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 # nginx with auth_request, for the forward-auth end-to-end test
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "installing: ${need[*]}"
@@ -18,9 +21,10 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Debian would start the packaged nginx and memcached as services; the
-# tests run their own, so no service is started during the install (a
-# policy-rc.d that says "not now"), and nothing is ever stopped by name.
+# Debian would start the packaged nginx, memcached and prometheus as
+# services; the tests run their own, so no service is started during the
+# install (a policy-rc.d that says "not now"), and nothing is ever stopped
+# by name.
 policy=/usr/sbin/policy-rc.d
 added_policy=""
 if [ ! -e "$policy" ]; then
@@ -32,3 +36,7 @@ cleanup() { [ -n "$added_policy" ] && $SUDO rm -f "$policy"; return 0; }
 trap cleanup EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [[ " ${need[*]} " == *" prometheus "* ]] && ! command -v promtool >/dev/null 2>&1; then
+  echo "prometheus installed but promtool is not on PATH" >&2
+  exit 1
+fi

@@ -3,7 +3,8 @@ package session
 import (
 	"bytes"
 	"encoding/json"
-	"sync"
+
+	"github.com/gatehouse/gatehouse/internal/bounded"
 )
 
 // openCacheSize bounds the sessions kept decoded: enough for the active
@@ -18,28 +19,14 @@ const openCacheSize = 4096
 // when the record just read from the store is byte for byte the one it
 // was decoded from, so it can never serve a session the store no longer
 // holds, or one written since (revalidated, touched) by another replica.
-type openCache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]openEntry
-}
+type openCache = bounded.Map[string, openEntry] // by cookie value
 
 type openEntry struct {
 	record  []byte
 	session Session
 }
 
-func newOpenCache(max int) *openCache {
-	return &openCache{max: max, entries: make(map[string]openEntry, max)}
-}
-
-// get returns the entry of a cookie value.
-func (c *openCache) get(value string) (openEntry, bool) {
-	c.mu.Lock()
-	e, ok := c.entries[value]
-	c.mu.Unlock()
-	return e, ok
-}
+func newOpenCache(max int) *openCache { return bounded.New[string, openEntry](max) }
 
 // open returns the session sealed in record for ticket t, whose cookie
 // value is key; e is the cache's entry for it when hit.
@@ -62,25 +49,6 @@ func (m *Manager) open(key string, t ticket, record []byte, e openEntry, hit boo
 	if userHash(s.Identity) != t.user {
 		return nil, false
 	}
-	c.put(key, openEntry{record: record, session: *s})
+	c.Put(key, openEntry{record: record, session: *s})
 	return s, true
-}
-
-func (c *openCache) put(key string, e openEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
-		for k := range c.entries { // evict one (map order is random)
-			delete(c.entries, k)
-			break
-		}
-	}
-	c.entries[key] = e
-}
-
-// forget drops t's entry (the session ended).
-func (c *openCache) forget(t ticket) {
-	c.mu.Lock()
-	delete(c.entries, t.String())
-	c.mu.Unlock()
 }

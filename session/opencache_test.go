@@ -95,17 +95,6 @@ func TestOpenCacheNeverServesWhatTheStoreDoesNot(t *testing.T) {
 	}
 }
 
-// The cache is bounded: it evicts, it never grows past its size.
-func TestOpenCacheIsBounded(t *testing.T) {
-	c := newOpenCache(8)
-	for i := range 100 {
-		c.put(string(rune('a'+i%26))+string(rune(i)), openEntry{})
-	}
-	if n := len(c.entries); n != 8 {
-		t.Fatalf("%d entries, want 8", n)
-	}
-}
-
 // failingDeletes is a store whose deletes fail (memcached unreachable).
 type failingDeletes struct{ sessionstore.Store }
 

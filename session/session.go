@@ -124,9 +124,6 @@ func (m *Manager) write(ctx context.Context, s *Session, create bool) error {
 	return err
 }
 
-// RevalidateInterval is session.revalidate_interval.
-func (m *Manager) RevalidateInterval() time.Duration { return m.cfg.RevalidateInterval }
-
 // Load returns the session the request's cookie names. It returns
 // ErrNoSession when there is none, and another error when the store could
 // not answer (the caller must then fail closed). A request carrying more
@@ -139,7 +136,7 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	// A cookie seen before needs no parsing: its entry holds the ticket.
-	cached, hit := m.opened.get(value)
+	cached, hit := m.opened.Get(value)
 	t := cached.session.ticket
 	if !hit {
 		var err error
@@ -229,7 +226,7 @@ func (m *Manager) load(ctx context.Context, value string, t ticket, cached openE
 // fails, the browser keeps it, so that trying again can still sign out.
 func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	if s != nil {
-		m.opened.forget(s.ticket)
+		m.opened.Delete(s.ticket.String())
 		if err := m.store.Delete(ctx, s.ticket.storeKey()); err != nil {
 			return err
 		}
@@ -346,8 +343,11 @@ func newGeneration() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func generationKey(id identity.Identity) string {
-	h := userHash(id)
+func generationKey(id identity.Identity) string { return generationKeyOf(userHash(id)) }
+
+// generationKeyOf is where the generation record of the user with hash h
+// lives.
+func generationKeyOf(h [userLen]byte) string {
 	return "u2:" + base64.RawURLEncoding.EncodeToString(h[:])
 }
 

@@ -569,3 +569,6 @@ func TestConfigSecretFileProblems(t *testing.T) {
 		t.Fatalf("problem reveals the secret: %s", ps[0].Message)
 	}
 }
+
+// same reports whether two tickets are the same (derived names aside).
+func (t ticket) same(o ticket) bool { return t.id == o.id && t.key == o.key && t.user == o.user }

@@ -56,14 +56,11 @@ func (t ticket) derive() ticket {
 	pid := sha256.Sum256(append([]byte("gatehouse sid v1\x00"), t.id[:]...))
 	t.names = &ticketNames{
 		storeKey:      "s1:" + base64.RawURLEncoding.EncodeToString(sk[:]),
-		generationKey: "u2:" + base64.RawURLEncoding.EncodeToString(t.user[:]),
+		generationKey: generationKeyOf(t.user),
 		publicID:      base64.RawURLEncoding.EncodeToString(pid[:16]),
 	}
 	return t
 }
-
-// same reports whether two tickets are the same (names aside).
-func (t ticket) same(o ticket) bool { return t.id == o.id && t.key == o.key && t.user == o.user }
 
 func (t ticket) String() string {
 	b := make([]byte, 0, ticketLen)

@@ -9,7 +9,7 @@ import (
 // package session (which imports this one).
 
 // StartMemcached runs a real memcached on a free port until t ends.
-func StartMemcached(t *testing.T) *memcached { return startMemcached(t) }
+func StartMemcached(t testing.TB) *memcached { return startMemcached(t) }
 
 // Addr is the process's host:port.
 func (m *memcached) Addr() string { return m.addr() }

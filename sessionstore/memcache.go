@@ -317,6 +317,35 @@ func (o *op) wave(tasks []*task) {
 	wg.Wait()
 }
 
+// tasksFor is one call of fn per server.
+func tasksFor(servers []*server, fn func(c *memcache.Client) error) []*task {
+	ts := make([]*task, len(servers))
+	for i, s := range servers {
+		ts[i] = &task{s: s, fn: fn}
+	}
+	return ts
+}
+
+// check is what every operation checks first: a context already done,
+// and the hold after a name's first answer (see holdFor).
+func (m *Memcache) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.held()
+}
+
+// item checks a Set, Add or Replace and makes the record to send.
+func (m *Memcache) item(ctx context.Context, key string, value []byte, ttl time.Duration) (*memcache.Item, error) {
+	if len(value) > maxItemSize {
+		return nil, ErrTooLarge
+	}
+	if err := m.check(ctx); err != nil {
+		return nil, err
+	}
+	return &memcache.Item{Key: safeKey(key), Value: value, Expiration: m.expiration(ttl)}, nil
+}
+
 // holdFor refuses every operation (a store error: requests fail closed,
 // /ready is 503) for d from now. A name's first answer starts it: the
 // servers it names are used at once, which is safe only once every other
@@ -340,8 +369,13 @@ func (m *Memcache) held() error {
 	return nil
 }
 
-// noServer is the error for an operation with no server to go to.
-func (m *Memcache) noServer() error {
+// orNoServer is lastErr, the last failure of an operation, or when it has
+// none (no server was asked), why there was no server to go to. It is
+// worked out only then, off the path of requests that succeed.
+func (m *Memcache) orNoServer(lastErr error) error {
+	if lastErr != nil {
+		return lastErr
+	}
 	if m.ring.memberCount() > 0 {
 		return errNoServer
 	}
@@ -365,10 +399,7 @@ func (m *Memcache) noServer() error {
 // to the key) passes the question on; the key holds nothing when the
 // replicas that answered all said so. When none answered, Get fails.
 func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := m.held(); err != nil {
+	if err := m.check(ctx); err != nil {
 		return nil, err
 	}
 	k := safeKey(key)
@@ -376,7 +407,7 @@ func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 	defer o.finish(false)
 	p := m.ring.plan(k, false, m.now(), o)
 	answered := 0
-	lastErr := m.noServer()
+	var lastErr error
 	for _, s := range p.order[:p.n] {
 		var value []byte
 		err := o.call(s, func(c *memcache.Client) error {
@@ -398,17 +429,14 @@ func (m *Memcache) Get(ctx context.Context, key string) ([]byte, error) {
 	if answered > 0 {
 		return nil, ErrNotFound
 	}
-	return nil, fmt.Errorf("memcache get: %w", lastErr)
+	return nil, fmt.Errorf("memcache get: %w", m.orNoServer(lastErr))
 }
 
 // GetMulti implements Store as Get does for each key, in waves: each
 // wave asks every server concerned at the same time, with one multi-get
 // for all the keys it is next in line for. Usually one wave answers.
 func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := m.held(); err != nil {
+	if err := m.check(ctx); err != nil {
 		return nil, err
 	}
 	out := make(map[string][]byte, len(keys))
@@ -452,27 +480,22 @@ func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]by
 			}
 			groups[s] = append(groups[s], r)
 		}
-		results := make(map[*server]map[string]*memcache.Item, len(tasks))
-		var mu sync.Mutex
-		for _, t := range tasks {
+		// Each task writes only its own element: no lock needed.
+		results := make([]map[string]*memcache.Item, len(tasks))
+		for i, t := range tasks {
 			group := groups[t.s]
-			t.fn = func(c *memcache.Client) error {
-				ks := make([]string, len(group))
-				for i, r := range group {
-					ks[i] = r.safe
-				}
-				items, err := c.GetMulti(ks)
-				if err == nil {
-					mu.Lock()
-					results[t.s] = items
-					mu.Unlock()
-				}
+			ks := make([]string, len(group))
+			for j, r := range group {
+				ks[j] = r.safe
+			}
+			t.fn = func(c *memcache.Client) (err error) {
+				results[i], err = c.GetMulti(ks)
 				return err
 			}
 		}
 		o.wave(tasks)
 		var again []*read
-		for _, t := range tasks {
+		for i, t := range tasks {
 			for _, r := range groups[t.s] {
 				r.next++
 				if t.err != nil {
@@ -480,7 +503,7 @@ func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]by
 					again = append(again, r)
 					continue
 				}
-				if it, ok := results[t.s][r.safe]; ok {
+				if it, ok := results[i][r.safe]; ok {
 					out[r.key] = it.Value
 					continue
 				}
@@ -491,10 +514,7 @@ func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]by
 		reads = again
 	}
 	if unanswered > 0 {
-		if lastErr == nil {
-			lastErr = m.noServer()
-		}
-		return nil, fmt.Errorf("memcache get: %w", lastErr)
+		return nil, fmt.Errorf("memcache get: %w", m.orNoServer(lastErr))
 	}
 	return out, nil
 }
@@ -503,24 +523,18 @@ func (m *Memcache) GetMulti(ctx context.Context, keys []string) (map[string][]by
 // that fails is replaced by the next server in the ranking) and the key
 // is deleted from every other server in use.
 func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if len(value) > maxItemSize {
-		return ErrTooLarge
-	}
-	if err := ctx.Err(); err != nil {
+	item, err := m.item(ctx, key, value, ttl)
+	if err != nil {
 		return err
 	}
-	if err := m.held(); err != nil {
-		return err
-	}
-	k := safeKey(key)
-	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	k := item.Key
 	set := func(c *memcache.Client) error { return c.Set(item) }
 	o := m.begin()
 	p := m.ring.plan(k, true, m.now(), o)
 	stored, err := m.replicate(o, p, k, 0, p.n, set, nil)
 	o.finish(len(stored) > 0)
 	if len(stored) == 0 {
-		return fmt.Errorf("memcache set: %w", err)
+		return fmt.Errorf("memcache set: %w", m.orNoServer(err))
 	}
 	return nil
 }
@@ -528,24 +542,17 @@ func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.D
 // replicate writes to want servers of p.order from position from on
 // (replacing one that fails by the next), deleting the key from the
 // servers after them and from p.others in the first wave. It returns the
-// servers that stored the write and the last failure. A write that
-// memcached answers without storing (not stored, exists) is counted in
-// answered, when given, and fills its place.
+// servers that stored the write and the last failure (nil when no write
+// was tried or none failed). A write that memcached answers without
+// storing (not stored, exists) is counted in answered, when given, and
+// fills its place.
 func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write func(*memcache.Client) error, answered *int) (storedOn []*server, lastErr error) {
-	lastErr = m.noServer()
 	del := func(c *memcache.Client) error { return c.Delete(key) }
 	next := min(from+max(want, 0), len(p.order))
-	var tasks []*task
-	for _, s := range p.order[min(from, next):next] {
-		tasks = append(tasks, &task{s: s, fn: write})
-	}
+	tasks := tasksFor(p.order[min(from, next):next], write)
 	writes := len(tasks)
-	for _, s := range p.order[next:] {
-		tasks = append(tasks, &task{s: s, fn: del})
-	}
-	for _, s := range p.others {
-		tasks = append(tasks, &task{s: s, fn: del})
-	}
+	tasks = append(tasks, tasksFor(p.order[next:], del)...)
+	tasks = append(tasks, tasksFor(p.others, del)...)
 	for len(tasks) > 0 {
 		o.wave(tasks)
 		failed := 0
@@ -578,7 +585,6 @@ func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write fu
 // none did), how many answered otherwise (not stored, not found), and
 // the last error.
 func (m *Memcache) decide(o *op, p plan, fn func(*memcache.Client) error) (at, answered int, lastErr error) {
-	lastErr = m.noServer()
 	for i, s := range p.order {
 		if answered >= p.n {
 			break
@@ -594,7 +600,7 @@ func (m *Memcache) decide(o *op, p plan, fn func(*memcache.Client) error) (at, a
 			lastErr = err
 		}
 	}
-	return -1, answered, lastErr
+	return -1, answered, m.orNoServer(lastErr)
 }
 
 // Add implements Store. The first replica that answers decides (a record
@@ -602,22 +608,16 @@ func (m *Memcache) decide(o *op, p plan, fn func(*memcache.Client) error) (at, a
 // replica that already holds the key shows that it existed (the first
 // one had lost it): the record is taken back and Add reports ErrExists.
 func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if len(value) > maxItemSize {
-		return ErrTooLarge
-	}
-	if err := ctx.Err(); err != nil {
+	item, err := m.item(ctx, key, value, ttl)
+	if err != nil {
 		return err
 	}
-	if err := m.held(); err != nil {
-		return err
-	}
-	k := safeKey(key)
-	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	k := item.Key
 	add := func(c *memcache.Client) error { return c.Add(item) }
 	o := m.begin()
 	p := m.ring.plan(k, true, m.now(), o)
 	var first *server
-	var lastErr error = m.noServer()
+	var lastErr error
 	at := -1
 	for i, s := range p.order {
 		err := o.call(s, add)
@@ -635,7 +635,7 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	}
 	if first == nil {
 		o.finish(false)
-		return fmt.Errorf("memcache add: %w", lastErr)
+		return fmt.Errorf("memcache add: %w", m.orNoServer(lastErr))
 	}
 	// The copies are added too, so that a replica that holds the key
 	// reports it.
@@ -644,12 +644,7 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	if exists > 0 {
 		// Take ours back from wherever it went: only the record that was
 		// there before stays.
-		del := func(c *memcache.Client) error { return c.Delete(k) }
-		var undo []*task
-		for _, s := range append(copies, first) {
-			undo = append(undo, &task{s: s, fn: del})
-		}
-		o.wave(undo)
+		o.wave(tasksFor(append(copies, first), func(c *memcache.Client) error { return c.Delete(k) }))
 		o.finish(true)
 		return ErrExists
 	}
@@ -663,17 +658,11 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 // other server in use. A replica that holds nothing is left empty:
 // creating the record there could bring back one deleted meanwhile.
 func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if len(value) > maxItemSize {
-		return ErrTooLarge
-	}
-	if err := ctx.Err(); err != nil {
+	item, err := m.item(ctx, key, value, ttl)
+	if err != nil {
 		return err
 	}
-	if err := m.held(); err != nil {
-		return err
-	}
-	k := safeKey(key)
-	item := &memcache.Item{Key: k, Value: value, Expiration: m.expiration(ttl)}
+	k := item.Key
 	replace := func(c *memcache.Client) error { return c.Replace(item) }
 	o := m.begin()
 	p := m.ring.plan(k, true, m.now(), o)
@@ -696,10 +685,7 @@ func (m *Memcache) Replace(ctx context.Context, key string, value []byte, ttl ti
 // replica that holds the record, applied to the others best effort. A
 // touch changes no record, so servers that miss one need no flush.
 func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := m.held(); err != nil {
+	if err := m.check(ctx); err != nil {
 		return err
 	}
 	k := safeKey(key)
@@ -715,11 +701,7 @@ func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) err
 		}
 		return fmt.Errorf("memcache touch: %w", err)
 	}
-	var tasks []*task
-	for _, s := range p.order[at+1 : min(len(p.order), at+1+p.n-answered-1)] {
-		tasks = append(tasks, &task{s: s, fn: touch})
-	}
-	o.wave(tasks)
+	o.wave(tasksFor(p.order[at+1:min(len(p.order), at+p.n-answered)], touch))
 	return nil
 }
 
@@ -727,23 +709,17 @@ func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) err
 // It fails only when no server answered; a replica that failed is set
 // aside and flushed before it is used again.
 func (m *Memcache) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := m.held(); err != nil {
+	if err := m.check(ctx); err != nil {
 		return err
 	}
 	k := safeKey(key)
 	del := func(c *memcache.Client) error { return c.Delete(k) }
 	o := m.begin()
 	p := m.ring.plan(k, true, m.now(), o)
-	var tasks []*task
-	for _, s := range append(p.order, p.others...) {
-		tasks = append(tasks, &task{s: s, fn: del})
-	}
+	tasks := tasksFor(append(p.order, p.others...), del)
 	o.wave(tasks)
 	answered := 0
-	lastErr := m.noServer()
+	var lastErr error
 	for _, t := range tasks {
 		if t.err == nil || isAnswer(t.err) {
 			answered++
@@ -753,7 +729,7 @@ func (m *Memcache) Delete(ctx context.Context, key string) error {
 	}
 	o.finish(answered > 0)
 	if answered == 0 {
-		return fmt.Errorf("memcache delete: %w", lastErr)
+		return fmt.Errorf("memcache delete: %w", m.orNoServer(lastErr))
 	}
 	return nil
 }
@@ -763,17 +739,14 @@ func (m *Memcache) Delete(ctx context.Context, key string) error {
 // not wait for the probe either. With no server at all (names that did
 // not resolve) it says so.
 func (m *Memcache) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := m.held(); err != nil {
+	if err := m.check(ctx); err != nil {
 		return err
 	}
 	if m.ring.upMembers() > 0 {
 		return nil
 	}
 	if m.ring.memberCount() == 0 {
-		return m.noServer()
+		return m.orNoServer(nil)
 	}
 	for _, s := range m.ring.downServers(true) {
 		if n, _, busy := m.ring.state(s); n == 0 && !busy && m.alive(s.addr) && m.ring.markUp(s, false, 0) {

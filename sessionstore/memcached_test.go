@@ -20,7 +20,7 @@ import (
 
 // memcached is a real memcached process started for a test.
 type memcached struct {
-	t    *testing.T
+	t    testing.TB
 	ip   string // to listen on; 127.0.0.1 unless set
 	port int
 	cmd  *exec.Cmd
@@ -39,7 +39,7 @@ func (m *memcached) host() string {
 }
 
 // startMemcached runs memcached on a free port until the test ends.
-func startMemcached(t *testing.T) *memcached {
+func startMemcached(t testing.TB) *memcached {
 	t.Helper()
 	if _, err := exec.LookPath("memcached"); err != nil {
 		t.Fatal("memcached not found: run make test, which installs it")
@@ -50,7 +50,7 @@ func startMemcached(t *testing.T) *memcached {
 	return m
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,6 +179,41 @@ func (m *Memcache) serverAt(addr string) *server {
 	m.ring.mu.Lock()
 	defer m.ring.mu.Unlock()
 	return m.ring.servers[addr]
+}
+
+// rank returns the members in key's order of preference.
+func (r *ring) rank(key string) []*server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return rankServers(r.members, key)
+}
+
+// markDown sets s aside with missed writes: it is flushed before use.
+func (r *ring) markDown(s *server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.down == nil {
+		s.down = &downState{}
+	}
+	s.down.missed++
+}
+
+// ServerState is what a Memcache store knows about one server.
+type ServerState struct {
+	Addr  string // host:port as dialled
+	Role  string // member (holds records), joining or leaving (receives deletes only)
+	InUse bool   // false while set aside (until the probe finds it again)
+}
+
+// Servers lists the servers the store knows, by address.
+func (m *Memcache) Servers() []ServerState {
+	m.ring.mu.Lock()
+	defer m.ring.mu.Unlock()
+	out := make([]ServerState, 0, len(m.ring.all))
+	for _, s := range m.ring.all {
+		out = append(out, ServerState{Addr: s.addr, Role: s.role.String(), InUse: s.down == nil})
+	}
+	return out
 }
 
 // replicasOf lists the addresses of the first n members of key's ranking.
@@ -409,7 +444,7 @@ func TestRendezvousMovesFewKeys(t *testing.T) {
 	}
 	// Removing a server (or setting it aside) moves only the keys it held.
 	var o op
-	three.markDown(three.servers["10.0.0.1:11211"], time.Now())
+	three.markDown(three.servers["10.0.0.1:11211"])
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("s1:%d", i)
 		before := four.rank(k)[0].addr
@@ -443,7 +478,7 @@ func TestRendezvousReplicaSetsMoveOnlyForTheServerThatChanged(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

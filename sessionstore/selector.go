@@ -1,8 +1,11 @@
 package sessionstore
 
 import (
+	"cmp"
 	"hash/fnv"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,7 +115,6 @@ type server struct {
 
 // downState is what is known about a server set aside.
 type downState struct {
-	since time.Time
 	// missed counts writes and deletes the server did not get while set
 	// aside: more than zero means it must be flushed before it is used
 	// again.
@@ -146,7 +148,8 @@ func weight(server, key string) uint64 {
 }
 
 // rankServers orders servers by key's preference (ties, which need a hash
-// collision, by address).
+// collision, by address). It is on every request's path: one weight per
+// server, and no reflection in the sort.
 func rankServers(servers []*server, key string) []*server {
 	type ranked struct {
 		s *server
@@ -156,24 +159,17 @@ func rankServers(servers []*server, key string) []*server {
 	for i, s := range servers {
 		rs[i] = ranked{s, weight(s.addr, key)}
 	}
-	sort.Slice(rs, func(a, b int) bool {
-		if rs[a].w != rs[b].w {
-			return rs[a].w > rs[b].w
+	slices.SortFunc(rs, func(a, b ranked) int {
+		if c := cmp.Compare(b.w, a.w); c != 0 {
+			return c
 		}
-		return rs[a].s.addr < rs[b].s.addr
+		return strings.Compare(a.s.addr, b.s.addr)
 	})
 	out := make([]*server, len(rs))
 	for i, r := range rs {
 		out[i] = r.s
 	}
 	return out
-}
-
-// rank returns the members in key's order of preference.
-func (r *ring) rank(key string) []*server {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return rankServers(r.members, key)
 }
 
 // plan is where one operation on one key goes.
@@ -200,6 +196,9 @@ func (r *ring) plan(key string, mutates bool, now time.Time, o *op) plan {
 	defer r.mu.Unlock()
 	var p plan
 	ranked := rankServers(r.members, key)
+	// Filtered in place: when no member is in use nothing is written, and
+	// ranked is still whole for choosing one to try.
+	p.order = ranked[:0]
 	for _, s := range ranked {
 		if s.down == nil {
 			p.order = append(p.order, s)
@@ -253,7 +252,7 @@ func (r *ring) fail(s *server, try, slow bool, now time.Time, backoff time.Durat
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s.down == nil {
-		s.down = &downState{since: now}
+		s.down = &downState{}
 		newlyDown = true
 	}
 	if try {
@@ -301,16 +300,6 @@ func (r *ring) finish(o *op, answered bool) {
 			}
 		}
 	}
-}
-
-// markDown sets s aside with missed writes: it is flushed before use.
-func (r *ring) markDown(s *server, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s.down == nil {
-		s.down = &downState{since: now}
-	}
-	s.down.missed++
 }
 
 // state returns how many writes s missed, whether it is set aside,
@@ -402,7 +391,7 @@ func (r *ring) update(live []string, immediate map[string]bool, now time.Time, j
 				s.role = member
 			} else {
 				s.role, s.until = joining, now.Add(joinDelay)
-				s.down = &downState{since: now, missed: 1}
+				s.down = &downState{missed: 1}
 			}
 			r.servers[addr] = s
 			changes = append(changes, ringChange{addr, "", s.role.String()})
@@ -412,7 +401,7 @@ func (r *ring) update(live []string, immediate map[string]bool, now time.Time, j
 			// again, flushed first.
 			s.role, s.until = joining, now.Add(joinDelay)
 			if s.down == nil {
-				s.down = &downState{since: now}
+				s.down = &downState{}
 			}
 			s.down.missed++
 			changes = append(changes, ringChange{addr, "leaving", "joining"})
@@ -448,23 +437,4 @@ func (r *ring) update(live []string, immediate map[string]bool, now time.Time, j
 	sort.Slice(r.members, func(a, b int) bool { return r.members[a].addr < r.members[b].addr })
 	sort.Slice(changes, func(a, b int) bool { return changes[a].addr < changes[b].addr })
 	return changes, forgotten
-}
-
-// ServerState is what a Memcache store knows about one server, for
-// metrics and debugging.
-type ServerState struct {
-	Addr  string // host:port as dialled
-	Role  string // member (holds records), joining or leaving (receives deletes only)
-	InUse bool   // false while set aside (until the probe finds it again)
-}
-
-// Servers lists the servers the store knows, by address.
-func (m *Memcache) Servers() []ServerState {
-	m.ring.mu.Lock()
-	defer m.ring.mu.Unlock()
-	out := make([]ServerState, 0, len(m.ring.all))
-	for _, s := range m.ring.all {
-		out = append(out, ServerState{Addr: s.addr, Role: s.role.String(), InUse: s.down == nil})
-	}
-	return out
 }

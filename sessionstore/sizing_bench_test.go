@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +23,7 @@ import (
 func BenchmarkMemcachedBytesPer10kSessions(b *testing.B) {
 	const n = 10_000
 	for b.Loop() {
-		addr := startBenchMemcached(b)
+		addr := sessionstore.StartMemcached(b).Addr()
 		store, err := sessionstore.NewMemcache(sessionstore.MemcacheConfig{Servers: []string{addr}, Replicas: 1,
 			Timeout: time.Second, MaxIdleConns: 8, ResolveInterval: 10 * time.Second})
 		if err != nil {
@@ -43,32 +42,6 @@ func BenchmarkMemcachedBytesPer10kSessions(b *testing.B) {
 		b.ReportMetric(float64(bytes)/n, "bytes/session")
 		b.ReportMetric(float64(bytes)/(1<<20), "MiB/10k-sessions")
 		_ = store.Close()
-	}
-}
-
-func startBenchMemcached(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-u", "root")
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("memcached (make test installs it): %v", err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("memcached did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

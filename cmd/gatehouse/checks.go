@@ -5,7 +5,7 @@ import (
 	"net"
 	"reflect"
 	"regexp/syntax"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,12 +25,8 @@ var zeroDurationAllowed = map[string]bool{}
 func crossChecks(cfg Config, known confcheck.Problems) confcheck.Problems {
 	var ps confcheck.Problems
 	reported := func(key string) bool {
-		for _, p := range append(known, ps...) {
-			if p.Key == key {
-				return true
-			}
-		}
-		return false
+		has := func(p confcheck.Problem) bool { return p.Key == key }
+		return slices.ContainsFunc(known, has) || slices.ContainsFunc(ps, has)
 	}
 	listens := []struct{ key, addr string }{
 		{"server.listen", cfg.Server.Listen},
@@ -49,7 +45,7 @@ func crossChecks(cfg Config, known confcheck.Problems) confcheck.Problems {
 			ps.Addf("server.metrics_listen", "%q is also server.listen; metrics need an address of their own (or \"\" for none)", s.MetricsListen)
 		}
 	}
-	for _, d := range durations(reflect.ValueOf(cfg), "") {
+	for _, d := range durations(reflect.ValueOf(cfg)) {
 		if d.value > 0 || (d.value == 0 && zeroDurationAllowed[d.key]) || reported(d.key) {
 			continue
 		}
@@ -76,36 +72,13 @@ type durationKey struct {
 }
 
 // durations lists every duration in a configuration with its key.
-func durations(v reflect.Value, path string) []durationKey {
+func durations(v reflect.Value) []durationKey {
 	var out []durationKey
-	switch {
-	case v.Type() == reflect.TypeOf(time.Duration(0)):
-		out = append(out, durationKey{path, time.Duration(v.Int())})
-	case v.Kind() == reflect.Struct:
-		t := v.Type()
-		for i := 0; i < t.NumField(); i++ {
-			name, opts, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
-			if opts == "squash" {
-				out = append(out, durations(v.Field(i), path)...)
-				continue
-			}
-			if name != "" && name != "-" {
-				out = append(out, durations(v.Field(i), confcheck.Join(path, name))...)
-			}
+	eachLeaf(v, func(key, _ string, v reflect.Value) {
+		if v.Type() == reflect.TypeOf(time.Duration(0)) {
+			out = append(out, durationKey{key, time.Duration(v.Int())})
 		}
-	case v.Kind() == reflect.Map:
-		keys := v.MapKeys()
-		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-		for _, k := range keys {
-			out = append(out, durations(v.MapIndex(k), confcheck.Join(path, fmt.Sprint(k)))...)
-		}
-	case v.Kind() == reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			out = append(out, durations(v.Index(i), path+"["+strconv.Itoa(i)+"]")...)
-		}
-	case v.Kind() == reflect.Pointer && !v.IsNil():
-		out = append(out, durations(v.Elem(), path)...)
-	}
+	})
 	return out
 }
 

@@ -277,43 +277,57 @@ func defaultCookieName(c session.Config, publicURL string) string {
 func namedFiles(v reflect.Value) []string {
 	var out []string
 	seen := map[string]bool{}
-	add := func(f string) {
-		if f != "" && !seen[f] {
+	eachLeaf(v, func(_, name string, v reflect.Value) {
+		if v.Kind() != reflect.String || !(strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files")) {
+			return
+		}
+		if f := v.String(); f != "" && !seen[f] {
 			seen[f] = true
 			out = append(out, f)
 		}
-	}
-	var walk func(v reflect.Value, name string)
-	walk = func(v reflect.Value, name string) {
+	})
+	return out
+}
+
+// eachLeaf calls fn, in key order, with every value in a configuration
+// that is not a struct, map, list or pointer: its key
+// ("tokens.scopes.read[0].paths[1]"), the name of the struct field that
+// holds it (for a list element, the list's; for a map entry, "") and the
+// value.
+func eachLeaf(v reflect.Value, fn func(key, name string, v reflect.Value)) {
+	var walk func(v reflect.Value, key, name string)
+	walk = func(v reflect.Value, key, name string) {
 		switch v.Kind() {
 		case reflect.Struct:
 			t := v.Type()
 			for i := 0; i < t.NumField(); i++ {
-				tag, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
-				walk(v.Field(i), tag)
+				tag, opts, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
+				switch {
+				case opts == "squash":
+					walk(v.Field(i), key, name)
+				case tag != "" && tag != "-":
+					walk(v.Field(i), confcheck.Join(key, tag), tag)
+				}
 			}
 		case reflect.Map:
 			keys := v.MapKeys()
 			sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
 			for _, k := range keys {
-				walk(v.MapIndex(k), "")
+				walk(v.MapIndex(k), confcheck.Join(key, fmt.Sprint(k)), "")
 			}
 		case reflect.Slice:
 			for i := 0; i < v.Len(); i++ {
-				walk(v.Index(i), name)
+				walk(v.Index(i), key+"["+strconv.Itoa(i)+"]", name)
 			}
 		case reflect.Pointer, reflect.Interface:
 			if !v.IsNil() {
-				walk(v.Elem(), name)
+				walk(v.Elem(), key, name)
 			}
-		case reflect.String:
-			if strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files") {
-				add(v.String())
-			}
+		default:
+			fn(key, name, v)
 		}
 	}
-	walk(v, "")
-	return out
+	walk(v, "", "")
 }
 
 // validate asks every section to check itself.
@@ -392,7 +406,7 @@ func leafKeys(t reflect.Type, prefix string) []keyInfo {
 			out = append(out, leafKeys(f.Type, path)...)
 		case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct:
 			out = append(out, keyInfo{path: path, kind: kindNamedMap, elem: f.Type.Elem()})
-		case f.Type.Kind() == reflect.Map || (f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct):
+		case structuredType(f.Type):
 			out = append(out, keyInfo{path: path, kind: kindStructure})
 		case f.Type.Kind() == reflect.Slice:
 			out = append(out, keyInfo{path: path, kind: kindList})
@@ -655,8 +669,7 @@ func jsonListHook(from, to reflect.Type, data any) (any, error) {
 	if from.Kind() != reflect.String {
 		return data, nil
 	}
-	structured := to.Kind() == reflect.Map || (to.Kind() == reflect.Slice && to.Elem().Kind() == reflect.Struct)
-	if !structured {
+	if !structuredType(to) {
 		return data, nil
 	}
 	s := strings.TrimSpace(data.(string))

@@ -31,6 +31,16 @@ func minimalEnv() []string {
 	}
 }
 
+// mustLoad loads the configuration or ends the test.
+func mustLoad(t *testing.T, file string, env []string) *Loaded {
+	t.Helper()
+	l, err := loadConfig(file, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "gatehouse.yaml")
@@ -56,14 +66,8 @@ auth:
 `
 
 func TestEnvAloneAndYAMLAloneAgree(t *testing.T) {
-	fromEnv, err := loadConfig("", minimalEnv())
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromYAML, err := loadConfig(writeFile(t, minimalYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fromEnv := mustLoad(t, "", minimalEnv())
+	fromYAML := mustLoad(t, writeFile(t, minimalYAML), nil)
 	if !reflect.DeepEqual(fromEnv.Config, fromYAML.Config) {
 		t.Fatalf("env and YAML give different configs:\nenv:  %+v\nyaml: %+v", fromEnv.Config.Auth, fromYAML.Config.Auth)
 	}
@@ -82,10 +86,7 @@ func TestEnvAloneAndYAMLAloneAgree(t *testing.T) {
 
 func TestEnvBeatsFileAndListsReplace(t *testing.T) {
 	env := []string{"GATEHOUSE_SERVER_LISTEN=:9999", "GATEHOUSE_AUTH_OIDC_CORP_SCOPES=openid", "GATEHOUSE_SESSION_IDLE_TIMEOUT=30m"}
-	l, err := loadConfig(writeFile(t, minimalYAML+"  github:\n    scopes: [a, b, c, d]\n"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, writeFile(t, minimalYAML+"  github:\n    scopes: [a, b, c, d]\n"), env)
 	if l.Config.Server.Listen != ":9999" || l.Config.Session.IdleTimeout != 30*time.Minute {
 		t.Errorf("env did not win: %q %s", l.Config.Server.Listen, l.Config.Session.IdleTimeout)
 	}
@@ -110,10 +111,7 @@ func TestSecretFileTwins(t *testing.T) {
 		}
 	}
 	env = append(env, "GATEHOUSE_SESSION_SECRET_FILE="+sf, "GATEHOUSE_AUTH_OIDC_CORP_CLIENT_SECRET_FILE="+cf)
-	l, err := loadConfig("", env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, "", env)
 	if l.Config.Session.Secret != secret || l.Config.Auth.OIDC["corp"].ClientSecret != "from-file" {
 		t.Fatalf("secrets from files: %q %q", l.Config.Session.Secret, l.Config.Auth.OIDC["corp"].ClientSecret)
 	}
@@ -457,10 +455,7 @@ func TestEnvListsFromTheEnvironment(t *testing.T) {
 		"GATEHOUSE_AUTH_OIDC_OKTA2_CLIENT_ID=gh",
 		`GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=["GET=^/a{1,2}$", "^/health$"]`, // JSON when a regex holds a comma
 	)
-	l, err := loadConfig("", env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, "", env)
 	corp, okta := l.Config.Auth.OIDC["corp"], l.Config.Auth.OIDC["okta2"]
 	if !reflect.DeepEqual(corp.Scopes, []string{"openid", "email", "profile"}) || corp.DisplayName != "Corp SSO" {
 		t.Errorf("oidc.corp = %+v", corp)
@@ -611,10 +606,7 @@ func TestListsFromTheEnvironmentKeepBracketedCommas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := loadConfig("", append(minimalEnv(), "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES="+tt.value))
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustLoad(t, "", append(minimalEnv(), "GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES="+tt.value))
 			if got := l.Config.Upstream.SkipAuthRoutes; !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("skip_auth_routes = %q, want %q", got, tt.want)
 			}
@@ -851,7 +843,7 @@ func TestDurationsMustBePositive(t *testing.T) {
 
 func TestCheckWarnsAboutPatterns(t *testing.T) {
 	policy := func(path string) string {
-		return `GATEHOUSE_POLICIES=[{"path":` + strconvQuote(path) + `,"allowed_groups":["ops"]}]`
+		return `GATEHOUSE_POLICIES=[{"path":` + jsonString(path) + `,"allowed_groups":["ops"]}]`
 	}
 	tests := []struct {
 		name string
@@ -895,7 +887,8 @@ func TestCheckWarnsAboutPatterns(t *testing.T) {
 	}
 }
 
-func strconvQuote(s string) string {
+// jsonString is s as a JSON string literal.
+func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
@@ -915,10 +908,7 @@ func TestSessionCookieNameDefault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := loadConfig("", append(minimalEnv(), tt.env...))
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustLoad(t, "", append(minimalEnv(), tt.env...))
 			if got := l.Config.Session.CookieName; got != tt.want {
 				t.Fatalf("session.cookie_name = %q, want %q", got, tt.want)
 			}

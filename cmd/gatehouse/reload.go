@@ -59,12 +59,15 @@ func watchConfig(ctx context.Context, a *app, running *Loaded, environ []string,
 // reload loads and applies the configuration once; it returns the new
 // configuration, or nil when it was refused.
 func reload(a *app, running *Loaded, environ []string) *Loaded {
-	next, err := loadConfig(running.File, environ)
-	if err != nil {
+	refuse := func(err error) *Loaded {
 		a.log.Error("configuration reload refused; the previous configuration keeps serving",
 			"file", running.File, "problems", strings.Split(err.Error(), "\n"))
 		a.metrics.ConfigReload(err)
 		return nil
+	}
+	next, err := loadConfig(running.File, environ)
+	if err != nil {
+		return refuse(err)
 	}
 	for _, key := range restartOnly(running.Config, next.Config) {
 		a.log.Warn("configuration change needs a restart to take effect; the running value is kept", "key", key)
@@ -79,24 +82,15 @@ func reload(a *app, running *Loaded, environ []string) *Loaded {
 	next.Config.Session.Store = running.Config.Session.Store
 	cert, err := loadCertificate(next)
 	if err != nil {
-		a.log.Error("configuration reload refused; the previous configuration keeps serving", "err", err)
-		a.metrics.ConfigReload(err)
-		return nil
+		return refuse(err)
 	}
 	h, err := a.build(next)
 	if err != nil {
-		a.log.Error("configuration reload refused; the previous configuration keeps serving", "err", err)
-		a.metrics.ConfigReload(err)
-		return nil
+		return refuse(err)
 	}
 	a.swap(h)
 	a.metrics.ConfigReload(nil)
-	if cert != nil {
-		a.cert.Store(cert)
-		if cert.Leaf != nil {
-			a.metrics.SetCertificateExpiry(cert.Leaf.NotAfter)
-		}
-	}
+	a.setCertificate(cert)
 	for _, w := range next.Warnings {
 		if !slices.Contains(running.Warnings, w) {
 			a.log.Warn(w)

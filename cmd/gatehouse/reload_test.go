@@ -111,10 +111,7 @@ auth:
       client_id: gatehouse
       client_secret: oidc-client-secret-value
 `)
-	l, err := loadConfig(file, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, file, nil)
 	logs := &lockedBuffer{}
 	a, err := newApp(l, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
@@ -288,10 +285,7 @@ func TestEveryNamedFileIsWatched(t *testing.T) {
 		"GATEHOUSE_SERVER_TLS_KEY_FILE="+keyFile,
 	)
 	config := writeFile(t, "logging:\n  level: info\n")
-	l, err := loadConfig(config, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, config, env)
 	want := []string{config, certFile, keyFile, emails, clientSecret, sessionSecret, signingKey}
 	got := l.watched()
 	for _, w := range want {
@@ -338,10 +332,7 @@ func TestServeLogsEachWarningOnceAtStart(t *testing.T) {
 		"GATEHOUSE_UPSTREAM_SKIP_AUTH_ROUTES=/health$",
 		"GATEHOUSE_SESION_LIFETIME=1h",
 	)
-	l, err := loadConfig("", env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, "", env)
 	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // start, log, and stop at once

@@ -66,23 +66,24 @@ func newApp(l *Loaded, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.current.Store(&h)
-	if cert != nil {
-		a.cert.Store(cert)
-		if cert.Leaf != nil {
-			m.SetCertificateExpiry(cert.Leaf.NotAfter)
-		}
-	}
+	a.setCertificate(cert)
 	return a, nil
 }
 
-// certificateSource serves the TLS certificate of the current
-// configuration, so that a renewed certificate applies without a restart.
-type certificateSource interface {
-	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+// setCertificate serves cert from the next handshake on and reports its
+// expiry; nil (TLS off) changes nothing.
+func (a *app) setCertificate(cert *tls.Certificate) {
+	if cert == nil {
+		return
+	}
+	a.cert.Store(cert)
+	if cert.Leaf != nil {
+		a.metrics.SetCertificateExpiry(cert.Leaf.NotAfter)
+	}
 }
 
-// GetCertificate implements certificateSource with the certificate of the
-// configuration now serving.
+// GetCertificate serves the certificate of the configuration now serving,
+// so that a renewed certificate applies without a restart.
 func (a *app) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c := a.cert.Load()
 	if c == nil {
@@ -228,9 +229,9 @@ func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(
 	return func() { _ = srv.Close() }, nil
 }
 
-func serveOn(ctx context.Context, ln net.Listener, handler http.Handler, l *Loaded, log *slog.Logger) error {
+func serveOn(ctx context.Context, ln net.Listener, a *app, l *Loaded, log *slog.Logger) error {
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           a,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -239,14 +240,11 @@ func serveOn(ctx context.Context, ln net.Listener, handler http.Handler, l *Load
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		c := l.Config.Server
-		if cs, ok := handler.(certificateSource); ok && c.TLSCertFile != "" {
+		if l.Config.Server.TLSCertFile != "" {
 			// The certificate is looked up per handshake, so that one
 			// renewed on disk is served after the reload that reads it.
-			srv.TLSConfig = &tls.Config{GetCertificate: cs.GetCertificate}
+			srv.TLSConfig = &tls.Config{GetCertificate: a.GetCertificate}
 			err = srv.ServeTLS(ln, "", "")
-		} else if c.TLSCertFile != "" {
-			err = srv.ServeTLS(ln, c.TLSCertFile, c.TLSKeyFile)
 		} else {
 			err = srv.Serve(ln)
 		}

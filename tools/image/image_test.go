@@ -316,14 +316,14 @@ type entry struct {
 	mtime    time.Time
 }
 
-// layerEntries reads the image's layers in order (later layers win).
-func layerEntries(t *testing.T, img v1.Image) map[string]*entry {
+// eachLayerEntry calls fn with every tar entry of the image's layers, in
+// order; fn may read the entry's content from r.
+func eachLayerEntry(t *testing.T, img v1.Image, fn func(h *tar.Header, r io.Reader)) {
 	t.Helper()
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*entry{}
 	for _, l := range layers {
 		rc, err := l.Uncompressed()
 		if err != nil {
@@ -338,16 +338,26 @@ func layerEntries(t *testing.T, img v1.Image) map[string]*entry {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := &entry{mode: h.FileInfo().Mode(), uid: h.Uid, gid: h.Gid, mtime: h.ModTime}
-			if h.Typeflag == tar.TypeReg {
-				if e.data, err = io.ReadAll(tr); err != nil {
-					t.Fatal(err)
-				}
-			}
-			out[path.Clean("/"+h.Name)] = e
+			fn(h, tr)
 		}
 		rc.Close()
 	}
+}
+
+// layerEntries reads the image's layers in order (later layers win).
+func layerEntries(t *testing.T, img v1.Image) map[string]*entry {
+	t.Helper()
+	out := map[string]*entry{}
+	eachLayerEntry(t, img, func(h *tar.Header, r io.Reader) {
+		e := &entry{mode: h.FileInfo().Mode(), uid: h.Uid, gid: h.Gid, mtime: h.ModTime}
+		if h.Typeflag == tar.TypeReg {
+			var err error
+			if e.data, err = io.ReadAll(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out[path.Clean("/"+h.Name)] = e
+	})
 	return out
 }
 
@@ -463,71 +473,52 @@ func TestStaticBinary(t *testing.T) {
 // owners, modes (sticky bits too) and times from the layer tar.
 func unpack(t *testing.T, img v1.Image, dir string) {
 	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
 	type dirTime struct {
 		path  string
 		mtime time.Time
 	}
 	var dirs []dirTime // directory times are set last: writing into them changes them
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
+	eachLayerEntry(t, img, func(h *tar.Header, r io.Reader) {
+		if strings.HasPrefix(path.Base(h.Name), ".wh.") {
+			t.Fatalf("%s: whiteouts are not expected in a single-layer image", h.Name)
+		}
+		p, err := within(dir, h.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
+		mode := h.FileInfo().Mode()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if strings.HasPrefix(path.Base(h.Name), ".wh.") {
-				t.Fatalf("%s: whiteouts are not expected in a single-layer image", h.Name)
-			}
-			p, err := within(dir, h.Name)
-			if err != nil {
+			dirs = append(dirs, dirTime{p, h.ModTime})
+		case tar.TypeReg:
+			if err := writeFrom(p, r, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			mode := h.FileInfo().Mode()
-			switch h.Typeflag {
-			case tar.TypeDir:
-				if err := os.MkdirAll(p, 0o700); err != nil {
-					t.Fatal(err)
-				}
-				dirs = append(dirs, dirTime{p, h.ModTime})
-			case tar.TypeReg:
-				if err := writeFrom(p, tr, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			case tar.TypeSymlink:
-				if err := os.Symlink(h.Linkname, p); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			default:
-				t.Fatalf("%s: unexpected tar entry type %q", h.Name, h.Typeflag)
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				t.Fatal(err)
 			}
-			// chown before chmod: chown clears set-id bits.
 			if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Chmod(p, mode&(os.ModePerm|os.ModeSticky|os.ModeSetuid|os.ModeSetgid)); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chtimes(p, h.ModTime, h.ModTime); err != nil {
-				t.Fatal(err)
-			}
+			return
+		default:
+			t.Fatalf("%s: unexpected tar entry type %q", h.Name, h.Typeflag)
 		}
-		rc.Close()
-	}
+		// chown before chmod: chown clears set-id bits.
+		if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode&(os.ModePerm|os.ModeSticky|os.ModeSetuid|os.ModeSetgid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, h.ModTime, h.ModTime); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := os.Chtimes(dirs[i].path, dirs[i].mtime, dirs[i].mtime); err != nil {
 			t.Fatal(err)

@@ -416,7 +416,7 @@ func promtoolBin(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Fatal("promtool not found: run make deps (charts/install-promtool.sh installs Debian's prometheus package)")
+		t.Fatal("promtool not found: run make deps (scripts/install-deps.sh installs Debian's prometheus package)")
 	}
 	return p
 }
