@@ -4,6 +4,7 @@
 SHELL       := /bin/bash
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOIMPORTS   ?= golang.org/x/tools/cmd/goimports@v0.52.0
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
@@ -24,6 +25,7 @@ deps:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$($(GO) run $(GOIMPORTS) -l -local github.com/gatehouse/gatehouse $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports needed (standard library first, then modules):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd charts/gatehouse/tests && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...

@@ -3,8 +3,6 @@ package authn
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -184,24 +182,7 @@ func (l *Login) Callback(p Provider) http.Handler {
 }
 
 // csrfToken is the anti-forgery token of the sign out everywhere form.
-func (l *Login) csrfToken(s *session.Session) string { return csrfToken(l.csrfKey, s) }
-
-// csrfToken is the anti-forgery token of a form that acts for session s:
-// bound to the session, keyed by a key derived from session.secret (one
-// per kind of form), so the same on every replica.
-func csrfToken(key []byte, s *session.Session) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(s.ID()))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// displayName is how pages name the signed-in user.
-func displayName(s *session.Session) string {
-	if s.Identity.Email != "" {
-		return s.Identity.Email
-	}
-	return s.Identity.User
-}
+func (l *Login) csrfToken(s *session.Session) string { return s.FormToken(l.csrfKey) }
 
 // SignOut serves GET and POST sign_out: the session ends server-side,
 // the cookie is cleared and the browser goes to rd or the signed-out page.
@@ -278,7 +259,7 @@ func (l *Login) confirmSignOutAll(w http.ResponseWriter, r *http.Request, s *ses
 		action += "&rd=" + url.QueryEscape(rd)
 		cancel = SafeRedirect(rd, l.public)
 	}
-	l.pages.SignOutAll(w, displayName(s), action, l.csrfToken(s), cancel)
+	l.pages.SignOutAll(w, s.Identity.DisplayName(), action, l.csrfToken(s), cancel)
 }
 
 func isTrue(v string) bool { return v == "true" || v == "1" }

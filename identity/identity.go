@@ -23,6 +23,15 @@ type Identity struct {
 	GroupsArePaths bool `json:"groups_are_paths,omitempty"`
 }
 
+// DisplayName is how pages name the user: the e-mail address, else the
+// user name.
+func (id Identity) DisplayName() string {
+	if id.Email != "" {
+		return id.Email
+	}
+	return id.User
+}
+
 // LocalPart returns the part of an e-mail address before its single '@',
 // lower-cased, or "" when the address does not have exactly one '@'.
 func LocalPart(email string) string {

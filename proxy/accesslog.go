@@ -2,11 +2,12 @@ package proxy
 
 import (
 	"context"
-	"github.com/gatehouse/gatehouse/metrics"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/gatehouse/gatehouse/metrics"
 )
 
 // requestNote is filled in while a request is served and read by the

@@ -3,12 +3,13 @@ package proxy
 import (
 	"crypto/tls"
 	"fmt"
-	"github.com/gatehouse/gatehouse/assertion"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/assertion"
 
 	"github.com/gatehouse/gatehouse/canonical"
 	"github.com/gatehouse/gatehouse/internal/confcheck"

@@ -7,11 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/gatehouse/gatehouse/assertion"
-	"github.com/gatehouse/gatehouse/canonical"
-	"github.com/gatehouse/gatehouse/identity"
-	"github.com/gatehouse/gatehouse/metrics"
-	"github.com/gatehouse/gatehouse/tokens"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -19,6 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/assertion"
+	"github.com/gatehouse/gatehouse/canonical"
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/metrics"
+	"github.com/gatehouse/gatehouse/oauthserver"
+	"github.com/gatehouse/gatehouse/tokens"
 
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/filters"
@@ -40,10 +42,10 @@ type Options struct {
 	Login     *authn.Login
 	Revalid   *authn.Revalidator
 	Sessions  *session.Manager
-	Assertion *assertion.Signer // nil: no assertion header
-	Tokens    *tokens.Store     // nil: bearer tokens are refused
-	Device    *authn.Device     // nil: device flow off
-	Cookie    string            // session cookie name
+	Assertion *assertion.Signer   // nil: no assertion header
+	Tokens    *tokens.Store       // nil: bearer tokens are refused
+	OAuth     *oauthserver.Server // machine-facing endpoints; nil: none
+	Cookie    string              // session cookie name
 	Pages     *pages.Renderer
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics // may be nil
@@ -64,6 +66,10 @@ type Handler struct {
 
 // New builds the handler.
 func New(o Options) *Handler {
+	if o.OAuth == nil {
+		// Still answer the device flow's endpoints, in OAuth's terms.
+		o.OAuth = oauthserver.New(oauthserver.Config{})
+	}
 	h := &Handler{o: o, prefix: o.Server.PathPrefix, trusted: trustedProxies(o.Trusted)}
 	h.headers = newIdentityHeaders(o.Headers)
 	h.values = newValuesCache(4096)
@@ -86,18 +92,7 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
-	if o.Tokens != nil {
-		mux.HandleFunc("POST "+p+"/revoke", authn.Revoke(o.Tokens, o.Logger))
-	}
-	if d := o.Device; d != nil {
-		mux.HandleFunc("POST "+p+"/device/code", d.Code)
-		mux.HandleFunc("GET "+p+"/device", d.Page)
-		mux.HandleFunc("POST "+p+"/device", d.Page)
-		mux.HandleFunc("POST "+p+"/token", d.Token)
-	} else {
-		mux.HandleFunc("POST "+p+"/device/code", authn.DeviceFlowDisabled)
-		mux.HandleFunc("POST "+p+"/token", authn.DeviceFlowDisabled)
-	}
+	o.OAuth.Register(mux, p)
 	h.mux = mux
 	return h
 }
@@ -134,9 +129,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case clean == "/ready" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		noteHandler(r.Context(), "ready")
 		h.ready(w, r)
-	case clean == "/.well-known/oauth-authorization-server" && h.o.Device != nil && r.Method == http.MethodGet:
+	case clean == "/.well-known/oauth-authorization-server" && h.o.OAuth.HasMetadata() && r.Method == http.MethodGet:
 		noteHandler(r.Context(), "metadata")
-		h.o.Device.Metadata(w, r)
+		h.o.OAuth.Metadata(w, r)
 	case strings.HasPrefix(clean, h.prefix+"/auth/"):
 		// Reached through an escape (/oauth2/%61uth/...): still only the check.
 		h.envoyCheck(w, r, strings.TrimPrefix(p.Escaped, h.prefix+"/auth"))

@@ -6,6 +6,7 @@ package session
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -50,6 +51,16 @@ type ProviderToken struct {
 
 // ID is a hash of the session id, safe for logs and the assertion's sid.
 func (s *Session) ID() string { return s.ticket.publicID() }
+
+// FormToken is the anti-forgery token of a form that acts for s: bound
+// to the session and keyed by key, which callers derive from
+// session.secret (one key per kind of form), so it is the same on every
+// replica and useless for any other session or form.
+func (s *Session) FormToken(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(s.ID()))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
 
 // Manager creates, loads and ends sessions.
 type Manager struct {

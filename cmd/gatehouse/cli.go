@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/oauth2"
 
-	"github.com/gatehouse/gatehouse/authn"
+	"github.com/gatehouse/gatehouse/oauthserver"
 )
 
 // The CLI side of the device flow: `gatehouse login URL` signs in,
@@ -158,7 +158,7 @@ func newLoginCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			cfg := &oauth2.Config{
-				ClientID: authn.CLIClientID,
+				ClientID: oauthserver.CLIClientID,
 				Scopes:   scopes,
 				Endpoint: oauth2.Endpoint{DeviceAuthURL: meta.DeviceEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
 			}
@@ -234,7 +234,7 @@ func newLogoutCommand(stdout io.Writer) *cobra.Command {
 			if meta, err := discover(cmd.Context(), client, base); err == nil && meta.RevocationEndpoint != "" {
 				revoke = meta.RevocationEndpoint
 			}
-			resp, err := client.PostForm(revoke, url.Values{"token": {t.AccessToken}, "client_id": {authn.CLIClientID}})
+			resp, err := client.PostForm(revoke, url.Values{"token": {t.AccessToken}, "client_id": {oauthserver.CLIClientID}})
 			if err != nil {
 				return fmt.Errorf("revoking at %s failed (%v); the token is kept so you can retry", base, err)
 			}

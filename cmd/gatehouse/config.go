@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
+	"github.com/gatehouse/gatehouse/oauthserver"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
@@ -33,15 +34,15 @@ import (
 // Config is the whole configuration file. Each section's type belongs to
 // the package that uses it, and that package validates it.
 type Config struct {
-	Server     proxy.ServerConfig     `mapstructure:"server"`
-	Upstream   proxy.UpstreamConfig   `mapstructure:"upstream"`
-	Auth       authn.Config           `mapstructure:"auth"`
-	Session    session.Config         `mapstructure:"session"`
-	Headers    proxy.HeadersConfig    `mapstructure:"headers"`
-	Policies   []filters.PolicyConfig `mapstructure:"policies"`
-	DeviceFlow authn.DeviceFlowConfig `mapstructure:"device_flow"`
-	Tokens     tokens.Config          `mapstructure:"tokens"`
-	Logging    LoggingConfig          `mapstructure:"logging"`
+	Server     proxy.ServerConfig           `mapstructure:"server"`
+	Upstream   proxy.UpstreamConfig         `mapstructure:"upstream"`
+	Auth       authn.Config                 `mapstructure:"auth"`
+	Session    session.Config               `mapstructure:"session"`
+	Headers    proxy.HeadersConfig          `mapstructure:"headers"`
+	Policies   []filters.PolicyConfig       `mapstructure:"policies"`
+	DeviceFlow oauthserver.DeviceFlowConfig `mapstructure:"device_flow"`
+	Tokens     tokens.Config                `mapstructure:"tokens"`
+	Logging    LoggingConfig                `mapstructure:"logging"`
 }
 
 // LoggingConfig is the logging section.
@@ -79,7 +80,7 @@ func defaultConfig() Config {
 			PreferredUsername: "X-Forwarded-Preferred-Username",
 			Assertion:         assertion.Config{Enabled: true, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		},
-		DeviceFlow: authn.DeviceFlowConfig{CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: 12 * time.Hour},
+		DeviceFlow: oauthserver.DeviceFlowConfig{CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: 12 * time.Hour},
 		Tokens: tokens.Config{Scopes: map[string][]tokens.ScopeRuleConfig{
 			"read": {{Methods: []string{"GET", "HEAD"}, Paths: []string{"^/"}}},
 		}},

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/assertion"
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/metrics"
+	"github.com/gatehouse/gatehouse/oauthserver"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
@@ -146,20 +147,23 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 	// One revalidator for requests and device approvals, so both share
 	// provider round trips.
 	revalid := authn.NewRevalidator(login, sessions, cfg.Session.RevalidateInterval, nil)
-	var device *authn.Device
+	var device *oauthserver.Device
 	if cfg.DeviceFlow.Enabled {
-		device = authn.NewDevice(authn.DeviceConfig{
-			Flow: cfg.DeviceFlow, Store: a.store, Tokens: toks, Sessions: sessions, Login: login,
+		device = oauthserver.NewDevice(oauthserver.DeviceConfig{
+			Flow: cfg.DeviceFlow, Store: a.store, Tokens: toks, Sessions: sessions,
+			People:    authn.People{Login: login, Revalidator: revalid},
+			PublicURL: l.PublicURL, Prefix: cfg.Server.PathPrefix,
 			Pages: pg, Secret: cfg.Session.Secret, Logger: a.log, Metrics: a.metrics,
-			ClientIP: proxy.ClientIP(l.Trusted), Revalidator: revalid,
+			ClientIP: proxy.ClientIP(l.Trusted),
 		})
 	}
+	machines := oauthserver.New(oauthserver.Config{Device: device, Revoke: oauthserver.Revoke(toks, a.log)})
 	h := proxy.New(proxy.Options{
 		Server: cfg.Server, Upstream: cfg.Upstream, Headers: cfg.Headers,
 		PublicURL: l.PublicURL, Target: l.Target, Trusted: l.Trusted, Routes: l.Routes,
 		Policies: l.Policies, Login: login, Sessions: sessions,
 		Revalid:   revalid,
-		Assertion: signer, Tokens: toks, Device: device, Cookie: cfg.Session.CookieName,
+		Assertion: signer, Tokens: toks, OAuth: machines, Cookie: cfg.Session.CookieName,
 		Pages: pg, Logger: a.log, Metrics: a.metrics,
 	})
 	return proxy.Observe(h, a.log, l.Trusted, a.metrics), nil

@@ -1,9 +1,8 @@
-package authn
+package oauthserver
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,12 +10,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/filters"
+	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
@@ -32,19 +33,65 @@ type deviceFixture struct {
 	mux      *http.ServeMux
 	store    *sessionstore.Memory
 	sessions *session.Manager
-	prov     *groupProvider
-	login    *Login
+	prov     *fakePeople
 }
 
 // deviceAlice is who the fixture's session belongs to.
 var deviceAlice = identity.Identity{Provider: "test", Subject: "1", User: "alice", Email: "alice@example.com", Groups: []string{"ops"}}
 
-// groupProvider is a scriptedProvider whose filter lets only group ops in.
-type groupProvider struct{ *scriptedProvider }
-
-func (groupProvider) Rule() filters.Rule {
-	return filters.NewRule(filters.Lists{Groups: []string{"ops"}})
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
 }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fakePeople stands in for the sign-in side: a provider whose filter
+// lets only group ops in and that, like authn's revalidator, re-reads a
+// session older than an hour from a script.
+type fakePeople struct {
+	clk      *clock
+	sessions *session.Manager
+	calls    atomic.Int32
+	mu       sync.Mutex
+	id       identity.Identity
+	err      error
+}
+
+func (p *fakePeople) set(id identity.Identity, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.id, p.err = id, err
+}
+
+func (p *fakePeople) Revalidate(ctx context.Context, s *session.Session) (*session.Session, error) {
+	if p.clk.now().Sub(s.ValidatedAt) < time.Hour {
+		return s, nil
+	}
+	p.calls.Add(1)
+	p.mu.Lock()
+	id, err := p.id, p.err
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s.Identity, s.ValidatedAt = id, p.clk.now()
+	return s, p.sessions.Save(ctx, s)
+}
+
+func (p *fakePeople) MayApprove(id identity.Identity) bool { return slices.Contains(id.Groups, "ops") }
+
+func (p *fakePeople) SignInURL(rd string) string { return "/oauth2/sign_in?rd=" + url.QueryEscape(rd) }
 
 func newDeviceFixture(t *testing.T) *deviceFixture {
 	t.Helper()
@@ -54,15 +101,11 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 		CookieName: "_gatehouse", CookieSameSite: "lax", Lifetime: 100 * time.Hour, IdleTimeout: 100 * time.Hour,
 		RevalidateInterval: time.Hour,
 	}, store, clk.now)
-	prov := &groupProvider{&scriptedProvider{}}
+	prov := &fakePeople{clk: clk, sessions: sessions}
 	prov.set(deviceAlice, nil)
 	public, _ := url.Parse("https://dash.example.com")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pg := pages.New()
-	login := NewLogin(LoginConfig{
-		Providers: []Provider{prov}, Sessions: sessions, Pages: pg, PublicURL: public, Prefix: "/oauth2",
-		Secret: "0123456789abcdef0123456789abcdef", Cookie: "_gatehouse", Logger: log, Now: clk.now,
-	})
 	scopes, statics, ps := tokens.Config{Scopes: map[string][]tokens.ScopeRuleConfig{
 		"read": {{Methods: []string{"GET"}, Paths: []string{"^/"}}},
 	}}.Compile()
@@ -72,9 +115,8 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	toks := tokens.NewStore(store, scopes, statics, clk.now)
 	dev := NewDevice(DeviceConfig{
 		Flow:  DeviceFlowConfig{Enabled: true, CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: time.Hour},
-		Store: store, Tokens: toks, Sessions: sessions, Login: login, Pages: pg,
+		Store: store, Tokens: toks, Sessions: sessions, People: prov, PublicURL: public, Prefix: "/oauth2", Pages: pg,
 		Secret: "0123456789abcdef0123456789abcdef", Logger: log, Now: clk.now,
-		Revalidator: NewRevalidator(login, sessions, time.Hour, clk.now),
 	})
 	rec := httptest.NewRecorder()
 	if _, err := sessions.Create(context.Background(), rec, deviceAlice, &session.ProviderToken{AccessToken: "at"}); err != nil {
@@ -87,7 +129,7 @@ func newDeviceFixture(t *testing.T) *deviceFixture {
 	mux.HandleFunc("POST /oauth2/device", dev.Page)
 	mux.HandleFunc("POST /oauth2/revoke", Revoke(toks, log))
 	return &deviceFixture{dev: dev, toks: toks, clk: clk, cookie: rec.Result().Cookies()[0], mux: mux,
-		store: store, sessions: sessions, prov: prov, login: login}
+		store: store, sessions: sessions, prov: prov}
 }
 
 func (f *deviceFixture) post(path string, form url.Values, withCookie bool) *httptest.ResponseRecorder {
@@ -478,23 +520,23 @@ func TestDeviceTokenCarriesTheApproval(t *testing.T) {
 func TestDeviceApprovalRevalidatesTheSession(t *testing.T) {
 	tests := []struct {
 		name       string
-		provider   func(p *scriptedProvider)
+		provider   func(p *fakePeople)
 		wantStatus int
 		wantGroups []string // of the token, when approved
 	}{
-		{"provider confirms, with new groups", func(p *scriptedProvider) {
+		{"provider confirms, with new groups", func(p *fakePeople) {
 			id := deviceAlice
 			id.Groups = []string{"ops", "dev"}
 			p.set(id, nil)
 		}, http.StatusOK, []string{"ops", "dev"}},
-		{"user left the allowed group", func(p *scriptedProvider) {
+		{"user left the allowed group", func(p *fakePeople) {
 			id := deviceAlice
 			id.Groups = []string{"dev"}
 			p.set(id, nil)
 		}, http.StatusForbidden, nil},
-		{"provider revoked the sign-in", func(p *scriptedProvider) { p.set(identity.Identity{}, ErrRevoked) }, http.StatusUnauthorized, nil},
-		{"provider down past the grace", func(p *scriptedProvider) {
-			p.set(identity.Identity{}, providerUnavailable(errors.New("502 from provider")))
+		{"provider revoked the sign-in", func(p *fakePeople) { p.set(identity.Identity{}, authn.ErrRevoked) }, http.StatusUnauthorized, nil},
+		{"provider down past the grace", func(p *fakePeople) {
+			p.set(identity.Identity{}, authn.ErrProviderDown)
 		}, http.StatusServiceUnavailable, nil},
 	}
 	for _, tt := range tests {
@@ -510,7 +552,7 @@ func TestDeviceApprovalRevalidatesTheSession(t *testing.T) {
 			// provider has changed its mind, and a new code is approved.
 			f.clk.advance(2 * time.Hour)
 			cr := f.start(t)
-			tt.provider(f.prov.scriptedProvider)
+			tt.provider(f.prov)
 			rec := f.post("/oauth2/device", url.Values{"csrf": {m[1]}, "user_code": {cr.UserCode}, "action": {"approve"}}, true)
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("approve: %d, want %d\n%s", rec.Code, tt.wantStatus, rec.Body)

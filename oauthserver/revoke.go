@@ -1,9 +1,8 @@
-package authn
+package oauthserver
 
 import (
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/gatehouse/gatehouse/tokens"
 )
@@ -31,14 +30,4 @@ func Revoke(store *tokens.Store, log *slog.Logger) http.HandlerFunc {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 	}
-}
-
-// DeviceFlowDisabled answers the device flow's endpoints when it is off,
-// in the protocol's own terms rather than with a page.
-func DeviceFlowDisabled(w http.ResponseWriter, r *http.Request) {
-	if strings.HasSuffix(r.URL.Path, "/token") {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "the device flow is not enabled on this server")
-		return
-	}
-	oauthError(w, http.StatusBadRequest, "unauthorized_client", "the device flow is not enabled on this server")
 }

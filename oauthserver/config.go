@@ -1,4 +1,4 @@
-package authn
+package oauthserver
 
 import (
 	"time"
