@@ -203,7 +203,7 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 		Claims: jwt.Claims{
 			Issuer:   s.issuer,
 			Audience: jwt.Audience{s.audience},
-			Subject:  id.Provider + ":" + id.Subject,
+			Subject:  id.Key(),
 			ID:       base64.RawURLEncoding.EncodeToString(jti),
 			IssuedAt: jwt.NewNumericDate(now),
 			Expiry:   jwt.NewNumericDate(now.Add(s.lifetime)),

@@ -17,6 +17,9 @@ type Config struct {
 	GitHub         GitHubConfig          `mapstructure:"github"`
 	GitLab         GitLabConfig          `mapstructure:"gitlab"`
 	OIDC           map[string]OIDCConfig `mapstructure:"oidc"`
+	// LinkAccountsByVerifiedEmail makes sign-ins with the same verified
+	// e-mail address through any provider one user.
+	LinkAccountsByVerifiedEmail bool `mapstructure:"link_accounts_by_verified_email"`
 }
 
 // OIDCConfig is one generic OpenID Connect provider under auth.oidc.NAME.
@@ -31,6 +34,18 @@ type OIDCConfig struct {
 	AllowedGroups             []string `mapstructure:"allowed_groups"`
 	UserClaim                 string   `mapstructure:"user_claim"`
 	InsecureSkipEmailVerified bool     `mapstructure:"insecure_skip_email_verified"`
+	// Prompt is sent as the prompt parameter (select_account, login, ...).
+	Prompt string `mapstructure:"prompt"`
+	// ExtraAuthParams are added to the authorization request (login_hint,
+	// domain_hint, acr_values, ...); they can never replace a parameter
+	// of the protocol itself.
+	ExtraAuthParams map[string]string `mapstructure:"extra_auth_params"`
+	// BackchannelLogout accepts OpenID Connect Back-Channel Logout at
+	// <prefix>/backchannel_logout/NAME.
+	BackchannelLogout bool `mapstructure:"backchannel_logout"`
+	// EndSession makes sign_out continue to the provider's
+	// end_session_endpoint (RP-Initiated Logout).
+	EndSession bool `mapstructure:"end_session"`
 }
 
 // GitHubConfig is auth.github.
@@ -63,6 +78,7 @@ type GitLabConfig struct {
 var OIDCFields = []string{
 	"display_name", "issuer_url", "client_id", "client_secret", "client_secret_file",
 	"scopes", "groups_claim", "allowed_groups", "user_claim", "insecure_skip_email_verified",
+	"prompt", "extra_auth_params", "backchannel_logout", "end_session",
 }
 
 const (
@@ -148,6 +164,7 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 			sub.Addf("client_id", "required")
 		}
 		p.setDefaults(name)
+		checkAuthParams(&sub, p.Prompt, p.ExtraAuthParams)
 		if p.InsecureSkipEmailVerified {
 			warnings = append(warnings, insecureSkipEmailVerifiedWarning(name))
 		}

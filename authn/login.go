@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
@@ -18,17 +19,18 @@ import (
 // Login serves the sign-in dance: the sign-in page, /start, the provider
 // callbacks and sign-out.
 type Login struct {
-	providers []Provider
-	byName    map[string]Provider
-	sessions  *session.Manager
-	pages     *pages.Renderer
-	state     *stateCookies
-	public    *url.URL
-	prefix    string
-	log       *slog.Logger
-	metrics   *metrics.Metrics
-	now       func() time.Time
-	csrfKey   []byte // keys csrfToken
+	providers   []Provider
+	byName      map[string]Provider
+	sessions    *session.Manager
+	pages       *pages.Renderer
+	state       *stateCookies
+	public      *url.URL
+	prefix      string
+	log         *slog.Logger
+	metrics     *metrics.Metrics
+	now         func() time.Time
+	csrfKey     []byte // keys csrfToken
+	linkByEmail bool
 }
 
 // LoginConfig gathers what Login depends on.
@@ -44,6 +46,9 @@ type LoginConfig struct {
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics // may be nil
 	Now       func() time.Time // nil: time.Now
+	// LinkAccountsByVerifiedEmail makes sign-ins of one verified e-mail
+	// address with any provider one user (see identity.LinkByEmail).
+	LinkAccountsByVerifiedEmail bool
 }
 
 // NewLogin builds the sign-in handlers.
@@ -55,7 +60,8 @@ func NewLogin(c LoginConfig) *Login {
 		providers: c.Providers, byName: map[string]Provider{}, sessions: c.Sessions, pages: c.Pages,
 		state:  newStateCookies(c.Secret, c.Cookie, c.Prefix+"/callback/", c.Secure, c.Now),
 		public: c.PublicURL, prefix: c.Prefix, log: c.Logger, metrics: c.Metrics, now: c.Now,
-		csrfKey: []byte("gatehouse session csrf v1\x00" + c.Secret),
+		csrfKey:     []byte("gatehouse session csrf v1\x00" + c.Secret),
+		linkByEmail: c.LinkAccountsByVerifiedEmail,
 	}
 	for _, p := range c.Providers {
 		l.byName[p.Name()] = p
@@ -154,6 +160,7 @@ func (l *Login) Callback(p Provider) http.Handler {
 			l.fail(w, r, p.Name(), err)
 			return
 		}
+		id = l.link(id)
 		if d := p.Rule().Check(id); !d.Allowed {
 			l.metrics.Login(p.Name(), "denied")
 			l.metrics.Denied(string(d.Kind))
@@ -174,11 +181,33 @@ func (l *Login) Callback(p Provider) http.Handler {
 				"Your sign-in worked, but the session could not be saved. Please try again in a moment.", "")
 			return
 		}
+		if bc, ok := p.(backchanneler); ok && bc.BackchannelLogout() {
+			// The provider may end this session later by its sid or sub.
+			if err := l.sessions.IndexForLogout(r.Context(), s); err != nil {
+				_ = l.sessions.Delete(context.WithoutCancel(r.Context()), w, s)
+				l.log.Error("indexing session for back-channel logout", "event", "login", "provider", p.Name(), "result", "store_error", "err", err)
+				l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+					"Your sign-in worked, but the session could not be saved. Please try again in a moment.", "")
+				return
+			}
+		}
 		l.metrics.Login(p.Name(), "success")
 		l.log.Info("signed in", "event", "login", "provider", p.Name(), "result", "success",
 			"user", id.User, "email", id.Email, "sid", s.ID())
 		http.Redirect(w, r, st.Redirect, http.StatusFound)
 	})
+}
+
+// backchanneler is a provider that may end sessions through OpenID Connect
+// Back-Channel Logout (see OIDC.BackchannelLogout).
+type backchanneler interface{ BackchannelLogout() bool }
+
+// link applies auth.link_accounts_by_verified_email to id.
+func (l *Login) link(id identity.Identity) identity.Identity {
+	if !l.linkByEmail {
+		return id
+	}
+	return identity.LinkByEmail(id)
 }
 
 // csrfToken is the anti-forgery token of the sign out everywhere form.
@@ -236,12 +265,27 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 	}
 	if s != nil {
 		l.log.Info("signed out", "event", "logout", "user", s.Identity.User, "sid", s.ID())
+		// RP-initiated logout: the provider ends its own session too, so
+		// "sign in as someone else" really asks for credentials again.
+		if es, ok := l.byName[s.Identity.Provider].(endSessioner); ok {
+			signedOut := strings.TrimSuffix(l.public.String(), "/") + l.prefix + "/signed_out"
+			if u, ok := es.EndSessionURL(r.Context(), s.Token, signedOut); ok {
+				http.Redirect(w, r, u, http.StatusFound)
+				return
+			}
+		}
 	}
 	if rd := r.URL.Query().Get("rd"); rd != "" {
 		http.Redirect(w, r, SafeRedirect(rd, l.public), http.StatusFound)
 		return
 	}
 	l.pages.SignedOut(w, l.prefix+"/sign_in")
+}
+
+// endSessioner is a provider that can sign people out at its end
+// (OpenID Connect RP-Initiated Logout): see OIDC.EndSessionURL.
+type endSessioner interface {
+	EndSessionURL(ctx context.Context, tok *session.ProviderToken, postLogout string) (string, bool)
 }
 
 // confirmSignOutAll answers a GET of sign_out?all=true: nothing ends; a

@@ -127,7 +127,7 @@ func (p *OIDC) AuthCodeURL(ctx context.Context, st *loginState) (string, error) 
 	if err != nil {
 		return "", providerUnavailable(err)
 	}
-	return d.oauth.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), nil
+	return d.oauth.AuthCodeURL(st.State, p.authParams(st)...), nil
 }
 
 // Finish implements Provider.
@@ -186,7 +186,16 @@ func (p *OIDC) Finish(ctx context.Context, r *http.Request, st *loginState) (ide
 		}
 	}
 	id := p.identityFrom(idt.Subject, claims)
-	return id, tokenFrom(tok), nil
+	pt := tokenFrom(tok)
+	// The provider's session id names this sign-in in back-channel
+	// logout tokens; the ID token is the id_token_hint of RP-initiated
+	// logout, kept only when that is on (it is large and says who the
+	// user is).
+	pt.SID = claimString(claims, "sid")
+	if p.cfg.EndSession {
+		pt.IDToken = rawID
+	}
+	return id, pt, nil
 }
 
 // iatLeeway is how far in the future an ID token's iat may lie (clock
@@ -373,7 +382,11 @@ func (p *OIDC) Revalidate(ctx context.Context, tok *session.ProviderToken) (iden
 		if fresh.RefreshToken == "" {
 			fresh.RefreshToken = tok.RefreshToken
 		}
+		fresh.SID, fresh.IDToken = tok.SID, tok.IDToken
 		if raw, _ := t.Extra("id_token").(string); raw != "" {
+			if p.cfg.EndSession {
+				fresh.IDToken = raw
+			}
 			idt, err := d.verifier.Verify(ctx, raw)
 			if err != nil {
 				return none, nil, providerUnavailable(fmt.Errorf("refreshed id_token: %w", err))

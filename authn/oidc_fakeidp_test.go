@@ -77,6 +77,7 @@ type fakeIDP struct {
 	userInfo      func(c map[string]any)               // edits the userinfo answer
 	userInfoCode  int                                  // non-zero: userinfo answers with this status
 	otherKey      bool                                 // sign with a key the JWKS does not list
+	endSession    string                               // end_session_endpoint to advertise; "": none
 	refreshNoID   bool                                 // refresh answers without an id_token
 }
 
@@ -143,6 +144,7 @@ func (f *fakeIDP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"id_token_signing_alg_values_supported":          []string{"RS256"},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"authorization_response_iss_parameter_supported": true,
+		"end_session_endpoint":                           f.endSession,
 	})
 }
 
@@ -322,6 +324,13 @@ var harnessPublic, _ = url.Parse("https://dash.example.com")
 // given insecure_skip_email_verified.
 func newOIDCHarness(t *testing.T, gitlab bool, lists filters.Lists, skipEmailVerified bool, issuer string) *oidcHarness {
 	t.Helper()
+	return newOIDCHarnessWith(t, gitlab, lists, issuer, func(c *OIDCConfig, _ *LoginConfig) { c.InsecureSkipEmailVerified = skipEmailVerified })
+}
+
+// newOIDCHarnessWith is newOIDCHarness with the provider's configuration
+// and the Login's edited by edit (for "corp").
+func newOIDCHarnessWith(t *testing.T, gitlab bool, lists filters.Lists, issuer string, edit func(*OIDCConfig, *LoginConfig)) *oidcHarness {
+	t.Helper()
 	name := "corp"
 	if gitlab {
 		name = "gitlab"
@@ -333,7 +342,8 @@ func newOIDCHarness(t *testing.T, gitlab bool, lists filters.Lists, skipEmailVer
 		p = NewGitLab(GitLabConfig{Enabled: true, URL: idp.issuer + "/", ClientID: fakeClientID, ClientSecret: fakeSecret,
 			Scopes: []string{"openid", "profile", "email"}}, lists, callback, idp.client())
 	} else {
-		cfg := OIDCConfig{IssuerURL: idp.issuer, ClientID: fakeClientID, ClientSecret: fakeSecret, InsecureSkipEmailVerified: skipEmailVerified}
+		cfg := OIDCConfig{IssuerURL: idp.issuer, ClientID: fakeClientID, ClientSecret: fakeSecret}
+		edit(&cfg, &LoginConfig{})
 		cfg.setDefaults(name)
 		p = NewOIDC(name, cfg, lists, callback, idp.client())
 	}
@@ -342,11 +352,13 @@ func newOIDCHarness(t *testing.T, gitlab bool, lists filters.Lists, skipEmailVer
 		CookieName: "_gatehouse", CookieSameSite: "lax", Lifetime: 100 * time.Hour, IdleTimeout: 100 * time.Hour,
 	}, store, nil)
 	logs := &lockedBuffer{}
-	login := NewLogin(LoginConfig{
+	lc := LoginConfig{
 		Providers: []Provider{p}, Sessions: sessions, Pages: pages.New(), PublicURL: harnessPublic,
 		Prefix: "/oauth2", Secret: "0123456789abcdef0123456789abcdef", Cookie: "_gatehouse",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	edit(&OIDCConfig{}, &lc)
+	login := NewLogin(lc)
 	return &oidcHarness{idp: idp, provider: p, login: login, sessions: sessions, store: store, logs: logs}
 }
 

@@ -150,10 +150,12 @@ func (v *Revalidator) revalidate(ctx context.Context, s *session.Session) (*sess
 		return nil, ErrRevoked
 	}
 	id, tok, err := p.Revalidate(ctx, s.Token)
-	if err == nil && id.Subject != s.Identity.Subject {
+	id = v.login.link(id)
+	if err == nil && (id.Subject != s.Identity.Subject || id.Account != s.Identity.Account) {
 		// The provider now speaks of someone else (OIDC Core §12.2: a
-		// refreshed ID token keeps the subject): the session ends, as for
-		// any revocation, on the server too.
+		// refreshed ID token keeps the subject), or the address that
+		// linked the account changed or lost its verification: the
+		// session ends, as for any revocation, on the server too.
 		err = ErrRevoked
 	}
 	now := v.now()

@@ -112,13 +112,21 @@ func (r Rule) Check(id identity.Identity) Decision {
 	if len(r.teams) > 0 && !anyEqualFold(r.teams, id.Teams) {
 		return Decision{Kind: KindTeam}
 	}
-	if len(r.users) > 0 && !anyEqualFold(r.users, []string{id.Login}) {
+	if len(r.users) > 0 && !anyEqualFold(r.users, []string{id.Login}) && !linkedUserAllowed(r.users, id) {
 		return Decision{Kind: KindUser}
 	}
 	if len(r.groups) > 0 && !groupsAllowed(r.groups, id.Groups, id.GroupsArePaths) {
 		return Decision{Kind: KindGroup}
 	}
 	return Allow
+}
+
+// linkedUserAllowed: a linked account (auth.link_accounts_by_verified_email)
+// is listed in allowed_users by its e-mail address, whatever provider it
+// signed in with.
+func linkedUserAllowed(users []string, id identity.Identity) bool {
+	e := id.LinkedEmail()
+	return e != "" && anyEqualFold(users, []string{e})
 }
 
 func (r Rule) emailAllowed(email string) bool {

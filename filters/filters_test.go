@@ -620,3 +620,31 @@ func TestEmailsFileWithByteOrderMark(t *testing.T) {
 		t.Fatalf("the first address of a file with a BOM was dropped: lists %q, problems %v", lists.Emails, ps)
 	}
 }
+
+// allowed_users names GitHub logins; an account linked by its verified
+// e-mail address (auth.link_accounts_by_verified_email) is named by that
+// address, whatever provider it signed in with. Unlinked, an address
+// never passes for a user.
+func TestAllowedUsersAndLinkedAccounts(t *testing.T) {
+	rule := NewRule(Lists{Users: []string{"octocat", "Alice@Example.com"}})
+	github := identity.Identity{Provider: "github", Login: "alice-gh", Email: "alice@example.com", EmailVerified: true}
+	corp := identity.Identity{Provider: "corp", User: "alice", Email: "alice@example.com", EmailVerified: true}
+	tests := []struct {
+		name string
+		id   identity.Identity
+		want bool
+	}{
+		{"github login listed", identity.Identity{Provider: "github", Login: "OctoCat"}, true},
+		{"github, not linked", github, false},
+		{"oidc, not linked", corp, false},
+		{"github, linked", identity.LinkByEmail(github), true},
+		{"oidc, linked", identity.LinkByEmail(corp), true},
+		{"unverified address never links", identity.LinkByEmail(identity.Identity{Provider: "corp", Email: "alice@example.com"}), false},
+		{"look-alike address", identity.LinkByEmail(identity.Identity{Provider: "corp", Email: "alİce@example.com", EmailVerified: true}), false},
+	}
+	for _, tt := range tests {
+		if got := rule.Check(tt.id).Allowed; got != tt.want {
+			t.Errorf("%s: allowed %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -21,6 +21,44 @@ type Identity struct {
 	// GroupsArePaths marks hierarchical group paths (GitLab): an allowed
 	// group then also admits its subgroups.
 	GroupsArePaths bool `json:"groups_are_paths,omitempty"`
+	// Account is set when auth.link_accounts_by_verified_email joined
+	// this sign-in to the person's other providers: "email:" and the
+	// verified address, lower-cased. It is then who the user is for
+	// sign out everywhere, allowed_users and the assertion's sub.
+	Account string `json:"account,omitempty"`
+}
+
+// accountPrefix begins an Account linked by e-mail address.
+const accountPrefix = "email:"
+
+// LinkByEmail returns id joined to the account of its e-mail address when
+// that address is verified and well-formed, and id unchanged otherwise:
+// an unverified address is anyone's to type, so it never links.
+func LinkByEmail(id Identity) Identity {
+	if !id.EmailVerified {
+		return id
+	}
+	if _, _, ok := SplitEmail(id.Email); !ok {
+		return id
+	}
+	id.Account = accountPrefix + LowerASCII(id.Email)
+	return id
+}
+
+// LinkedEmail is the address of a linked account, "" when id is not
+// linked.
+func (id Identity) LinkedEmail() string {
+	e, _ := strings.CutPrefix(id.Account, accountPrefix)
+	return e
+}
+
+// Key is who the user is across Gatehouse: the linked account when there
+// is one, else "provider:subject". The assertion's sub.
+func (id Identity) Key() string {
+	if id.Account != "" {
+		return id.Account
+	}
+	return id.Provider + ":" + id.Subject
 }
 
 // DisplayName is how pages name the user: the e-mail address, else the

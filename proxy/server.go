@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/identity"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/oauthserver"
+	"github.com/gatehouse/gatehouse/oauthserver/workload"
 	"github.com/gatehouse/gatehouse/tokens"
 
 	"github.com/gatehouse/gatehouse/authn"
@@ -44,6 +45,7 @@ type Options struct {
 	Sessions  *session.Manager
 	Assertion *assertion.Signer   // nil: no assertion header
 	Tokens    *tokens.Store       // nil: bearer tokens are refused
+	Workload  *workload.Verifier  // bearer JWTs from auth.jwt_issuers; nil: none
 	OAuth     *oauthserver.Server // machine-facing endpoints; nil: none
 	Cookie    string              // session cookie name
 	Pages     *pages.Renderer
@@ -289,10 +291,11 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, t target) (*
 
 // check applies the provider's filters (again on every request, so a
 // tightened list or a removed provider takes effect for live sessions
-// too) and the route's policy. Static machine tokens have no provider:
-// the operator who listed them vouched for them; only policies apply.
-func (h *Handler) check(id identity.Identity, static bool, t target) filters.Decision {
-	if !static {
+// too) and the route's policy. Static machine tokens and workload JWTs
+// have no sign-in provider: the operator who listed them (or the issuer's
+// claim rules) vouched for them; only policies apply.
+func (h *Handler) check(id identity.Identity, machine bool, t target) filters.Decision {
+	if !machine {
 		prov, ok := h.o.Login.Provider(id.Provider)
 		if !ok {
 			return filters.Decision{Kind: filters.KindRevoked}
@@ -309,6 +312,9 @@ func (h *Handler) check(id identity.Identity, static bool, t target) filters.Dec
 
 // authorizeBearer authenticates by an Authorization: Bearer token alone.
 func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw string, tgt target) (*forwarded, bool) {
+	if h.o.Workload != nil && h.o.Tokens != nil && !strings.HasPrefix(raw, tokens.Prefix) && workload.LooksLikeJWT(raw) {
+		return h.authorizeWorkload(w, r, raw, tgt)
+	}
 	if h.o.Tokens == nil {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "bearer tokens are not enabled here")
 		return nil, false

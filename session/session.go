@@ -47,6 +47,11 @@ type ProviderToken struct {
 	AccessToken  string    `json:"access_token"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	Expiry       time.Time `json:"expiry,omitempty"`
+	// SID is the provider's session id (the ID token's sid claim), which
+	// back-channel logout tokens name.
+	SID string `json:"sid,omitempty"`
+	// IDToken is kept only for RP-initiated logout (its id_token_hint).
+	IDToken string `json:"id_token,omitempty"`
 }
 
 // ID is a hash of the session id, safe for logs and the assertion's sid.
@@ -362,8 +367,12 @@ func generationKeyOf(h [userLen]byte) string {
 	return "u2:" + base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// userHash names a user (provider and subject) without saying who it is.
+// userHash names a user (provider and subject, or the linked account)
+// without saying who it is.
 func userHash(id identity.Identity) [userLen]byte {
+	if id.Account != "" {
+		return sha256.Sum256([]byte("gatehouse account generation v2\x00" + id.Account))
+	}
 	return sha256.Sum256([]byte("gatehouse user generation v2\x00" + id.Provider + "\x00" + id.Subject))
 }
 

@@ -23,6 +23,9 @@ const (
 	ticketLen = idLen + keyLen + userLen
 )
 
+// storeKeyPrefix begins every session record's store key.
+const storeKeyPrefix = "s1:"
+
 // errBadTicket means the cookie value is not a ticket we could have issued.
 var errBadTicket = errors.New("session: malformed ticket")
 
@@ -55,7 +58,7 @@ func (t ticket) derive() ticket {
 	sk := sha256.Sum256(append([]byte("gatehouse session v1\x00"), t.id[:]...))
 	pid := sha256.Sum256(append([]byte("gatehouse sid v1\x00"), t.id[:]...))
 	t.names = &ticketNames{
-		storeKey:      "s1:" + base64.RawURLEncoding.EncodeToString(sk[:]),
+		storeKey:      storeKeyPrefix + base64.RawURLEncoding.EncodeToString(sk[:]),
 		generationKey: generationKeyOf(t.user),
 		publicID:      base64.RawURLEncoding.EncodeToString(pid[:16]),
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 	"github.com/gatehouse/gatehouse/oauthserver"
+	"github.com/gatehouse/gatehouse/oauthserver/workload"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
@@ -36,13 +37,20 @@ import (
 type Config struct {
 	Server     proxy.ServerConfig           `mapstructure:"server"`
 	Upstream   proxy.UpstreamConfig         `mapstructure:"upstream"`
-	Auth       authn.Config                 `mapstructure:"auth"`
+	Auth       AuthConfig                   `mapstructure:"auth"`
 	Session    session.Config               `mapstructure:"session"`
 	Headers    proxy.HeadersConfig          `mapstructure:"headers"`
 	Policies   []filters.PolicyConfig       `mapstructure:"policies"`
 	DeviceFlow oauthserver.DeviceFlowConfig `mapstructure:"device_flow"`
 	Tokens     tokens.Config                `mapstructure:"tokens"`
 	Logging    LoggingConfig                `mapstructure:"logging"`
+}
+
+// AuthConfig is the auth section: who signs in (package authn) and which
+// workload issuers' JWTs machines may bring (package workload).
+type AuthConfig struct {
+	authn.Config `mapstructure:",squash"`
+	JWTIssuers   map[string]workload.IssuerConfig `mapstructure:"jwt_issuers"`
 }
 
 // LoggingConfig is the logging section.
@@ -59,13 +67,13 @@ func defaultConfig() Config {
 			URL: "http://127.0.0.1:8080", PassHostHeader: true, Timeout: 30 * time.Second,
 			EncodedSlashes: "reject", PathParameters: "reject",
 		},
-		Auth: authn.Config{
+		Auth: AuthConfig{Config: authn.Config{
 			GitHub: authn.GitHubConfig{
 				URL: "https://github.com", APIURL: "https://api.github.com",
 				Scopes: []string{"read:user", "user:email", "read:org"},
 			},
 			GitLab: authn.GitLabConfig{URL: "https://gitlab.com", Scopes: []string{"openid", "profile", "email"}},
-		},
+		}},
 		Session: session.Config{
 			// CookieName is derived after loading: see defaultCookieName.
 			CookieSecure: true, CookieSameSite: "lax",
@@ -354,6 +362,7 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	ps.Nest("device_flow", cfg.DeviceFlow.Validate())
 	l.Scopes, l.Statics, sps = cfg.Tokens.Compile()
 	ps.Nest("tokens", sps)
+	ps.Nest("auth.jwt_issuers", workload.ValidateAll(cfg.Auth.JWTIssuers, l.Scopes.Has))
 	ps.Nest("logging", cfg.Logging.Validate())
 	ps = append(ps, crossChecks(cfg, ps)...)
 	l.Warnings = append(l.Warnings, patternWarnings(cfg)...)

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/oauthserver"
+	"github.com/gatehouse/gatehouse/oauthserver/workload"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
@@ -124,8 +125,15 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 	if cfg.Auth.GitLab.Enabled {
 		providers = append(providers, authn.NewGitLab(cfg.Auth.GitLab, l.Global, callback("gitlab"), providerClient))
 	}
+	logout := map[string]http.Handler{}
 	for _, name := range cfg.Auth.OIDCNames() {
-		providers = append(providers, authn.NewOIDC(name, cfg.Auth.OIDC[name], l.Global, callback(name), providerClient))
+		p := authn.NewOIDC(name, cfg.Auth.OIDC[name], l.Global, callback(name), providerClient)
+		providers = append(providers, p)
+		if p.BackchannelLogout() {
+			logout[name] = oauthserver.BackchannelLogout(oauthserver.BackchannelConfig{
+				Provider: name, Verifier: p, Sessions: sessions, Store: a.store, Logger: a.log,
+			})
+		}
 	}
 	// Counters with known label values start at 0, so rates work from the
 	// first scrape (also after a reload adds a provider).
@@ -138,6 +146,7 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		Providers: providers, Sessions: sessions, Pages: pg, PublicURL: l.PublicURL,
 		Prefix: cfg.Server.PathPrefix, Secret: cfg.Session.Secret, Cookie: cfg.Session.CookieName,
 		Secure: cfg.Session.CookieSecure, Logger: a.log, Metrics: a.metrics,
+		LinkAccountsByVerifiedEmail: cfg.Auth.LinkAccountsByVerifiedEmail,
 	})
 	signer, err := a.signer(l)
 	if err != nil {
@@ -157,13 +166,20 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 			ClientIP: proxy.ClientIP(l.Trusted),
 		})
 	}
-	machines := oauthserver.New(oauthserver.Config{Device: device, Revoke: oauthserver.Revoke(toks, a.log)})
+	machines := oauthserver.New(oauthserver.Config{Device: device, Revoke: oauthserver.Revoke(toks, a.log), Logout: logout})
+	var machinesJWT *workload.Verifier
+	if len(cfg.Auth.JWTIssuers) > 0 {
+		var err error
+		if machinesJWT, err = workload.New(cfg.Auth.JWTIssuers, providerClient, nil, a.log); err != nil {
+			return nil, err
+		}
+	}
 	h := proxy.New(proxy.Options{
 		Server: cfg.Server, Upstream: cfg.Upstream, Headers: cfg.Headers,
 		PublicURL: l.PublicURL, Target: l.Target, Trusted: l.Trusted, Routes: l.Routes,
 		Policies: l.Policies, Login: login, Sessions: sessions,
 		Revalid:   revalid,
-		Assertion: signer, Tokens: toks, OAuth: machines, Cookie: cfg.Session.CookieName,
+		Assertion: signer, Tokens: toks, Workload: machinesJWT, OAuth: machines, Cookie: cfg.Session.CookieName,
 		Pages: pg, Logger: a.log, Metrics: a.metrics,
 	})
 	return proxy.Observe(h, a.log, l.Trusted, a.metrics), nil

@@ -1,7 +1,9 @@
 // Package idp is a small but real OpenID Connect provider: discovery,
 // JWKS, an authorization endpoint with a login form, a token endpoint with
-// PKCE (S256) and refresh tokens, and userinfo. Gatehouse's demo signs in
-// against it, and so do the end-to-end tests, over real HTTP.
+// PKCE (S256) and refresh tokens, userinfo, an optional browser session
+// (sessions.go), RP-Initiated Logout and Back-Channel Logout (logout.go).
+// Gatehouse's demo signs in against it, and so do the end-to-end tests,
+// over real HTTP.
 package idp
 
 import (
@@ -12,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,9 +37,11 @@ type User struct {
 
 // Client is a registered relying party.
 type Client struct {
-	ID           string
-	Secret       string   // "" = public client (PKCE required)
-	RedirectURIs []string // exact match required
+	ID                     string
+	Secret                 string   // "" = public client (PKCE required)
+	RedirectURIs           []string // exact match required
+	PostLogoutRedirectURIs []string // where RP-initiated logout may return to; exact match required
+	BackchannelLogoutURI   string   // receives logout tokens; "" = none
 }
 
 // Config configures a Provider.
@@ -47,33 +50,50 @@ type Config struct {
 	Users         []User
 	Clients       []Client
 	TokenLifetime time.Duration // ID and access token lifetime; default 1h
+
+	// RememberSessions keeps an IdP session in a browser cookie after a
+	// login, so later authorization requests skip the form (unless
+	// prompt=login). Off, the form always shows.
+	RememberSessions bool
+	// HTTPClient delivers back-channel logout tokens; default a client
+	// with a 5 s timeout.
+	HTTPClient *http.Client
 }
 
 // Provider is the OIDC provider, an http.Handler.
 type Provider struct {
-	issuer   string
-	lifetime time.Duration
-	signer   jose.Signer
-	jwks     []byte
-	mux      *http.ServeMux
+	issuer       string
+	lifetime     time.Duration
+	signer       jose.Signer // ID tokens, typ JWT
+	logoutSigner jose.Signer // logout tokens, typ logout+jwt
+	publicKey    *rsa.PublicKey
+	jwks         []byte
+	mux          *http.ServeMux
+	remember     bool
+	cookiePath   string
+	secureCookie bool
+	httpClient   *http.Client
 
 	mu       sync.Mutex
 	users    map[string]User // by subject
 	clients  map[string]Client
 	codes    map[string]authCode
-	access   map[string]grant // access token -> grant
-	refresh  map[string]grant // refresh token -> grant
+	access   map[string]grant    // access token -> grant
+	refresh  map[string]grant    // refresh token -> grant
+	sessions map[string]*session // by sid
+	cookies  map[string]string   // session cookie value -> sid
+	results  []BackchannelResult
 	failNext int
 }
 
 type authCode struct {
-	clientID, redirectURI, nonce, challenge, subject, scope string
-	expires                                                 time.Time
+	clientID, redirectURI, nonce, challenge, subject, scope, sid string
+	authTime, expires                                            time.Time
 }
 
 type grant struct {
-	clientID, subject, scope string
-	expires                  time.Time
+	clientID, subject, scope, sid string
+	authTime, expires             time.Time
 }
 
 // New returns a Provider with a fresh RS256 signing key.
@@ -93,14 +113,22 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	logoutSigner, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jwk}, (&jose.SignerOptions{}).WithType("logout+jwt"))
+	if err != nil {
+		return nil, err
+	}
 	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk.Public()}})
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
 	p := &Provider{
-		issuer: strings.TrimSuffix(cfg.Issuer, "/"), lifetime: cfg.TokenLifetime, signer: signer, jwks: jwks,
+		issuer: strings.TrimSuffix(cfg.Issuer, "/"), lifetime: cfg.TokenLifetime, signer: signer, logoutSigner: logoutSigner,
+		publicKey: &key.PublicKey, jwks: jwks, remember: cfg.RememberSessions, httpClient: cfg.HTTPClient,
 		users: map[string]User{}, clients: map[string]Client{}, codes: map[string]authCode{},
-		access: map[string]grant{}, refresh: map[string]grant{},
+		access: map[string]grant{}, refresh: map[string]grant{}, sessions: map[string]*session{}, cookies: map[string]string{},
 	}
 	for _, u := range cfg.Users {
 		p.users[u.Subject] = u
@@ -113,6 +141,10 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	base := strings.TrimSuffix(u.Path, "/")
+	p.cookiePath, p.secureCookie = base, u.Scheme == "https"
+	if p.cookiePath == "" {
+		p.cookiePath = "/"
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", p.discovery)
 	mux.HandleFunc("GET "+base+"/keys", p.keys)
@@ -120,6 +152,8 @@ func New(cfg Config) (*Provider, error) {
 	mux.HandleFunc("POST "+base+"/auth", p.login)
 	mux.HandleFunc("POST "+base+"/token", p.token)
 	mux.HandleFunc(base+"/userinfo", p.userinfo)
+	mux.HandleFunc("GET "+base+"/logout", p.logout)
+	mux.HandleFunc("POST "+base+"/logout", p.logout)
 	p.mux = mux
 	return p, nil
 }
@@ -187,8 +221,12 @@ func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
-		"claims_supported":                               []string{"sub", "email", "email_verified", "name", "preferred_username", "groups"},
+		"claims_supported":                               []string{"sub", "email", "email_verified", "name", "preferred_username", "groups", "sid", "auth_time"},
 		"authorization_response_iss_parameter_supported": true,
+		"end_session_endpoint":                           p.issuer + "/logout",
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
+		"frontchannel_logout_supported":                  false,
 	})
 }
 
@@ -233,11 +271,29 @@ func (p *Provider) check(v url.Values) (authRequest, string) {
 	return ar, ""
 }
 
+// authorize shows the login form, or, with a remembered IdP session and
+// no prompt=login, answers at once with a code. prompt=none never shows the
+// form: without a session it redirects with error=login_required.
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ar, problem := p.check(q)
 	if problem != "" {
 		p.page(w, http.StatusBadRequest, ar, problem)
+		return
+	}
+	prompt := strings.Fields(q.Get("prompt"))
+	if contains(prompt, "none") && len(prompt) > 1 {
+		p.redirect(w, r, ar, url.Values{"error": {"invalid_request"}})
+		return
+	}
+	if !contains(prompt, "login") {
+		if s, ok := p.browserSession(r); ok {
+			p.redirectWithCode(w, r, ar, s)
+			return
+		}
+	}
+	if contains(prompt, "none") {
+		p.redirect(w, r, ar, url.Values{"error": {"login_required"}})
 		return
 	}
 	p.page(w, http.StatusOK, ar, "")
@@ -259,14 +315,28 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 		p.page(w, http.StatusUnauthorized, ar, badLogin)
 		return
 	}
+	p.redirectWithCode(w, r, ar, p.startSession(w, r, user.Subject))
+}
+
+// redirectWithCode answers an authorization request with a code bound to
+// the IdP session s.
+func (p *Provider) redirectWithCode(w http.ResponseWriter, r *http.Request, ar authRequest, s sessionInfo) {
 	code := randomString()
 	p.mu.Lock()
 	p.codes[code] = authCode{clientID: ar.ClientID, redirectURI: ar.RedirectURI, nonce: ar.Nonce, challenge: ar.Challenge,
-		subject: user.Subject, scope: ar.Scope, expires: time.Now().Add(time.Minute)}
+		subject: s.subject, scope: ar.Scope, sid: s.sid, authTime: s.authTime, expires: time.Now().Add(time.Minute)}
 	p.mu.Unlock()
+	p.redirect(w, r, ar, url.Values{"code": {code}})
+}
+
+// redirect sends the authorization response (a code or an error) with
+// state and iss (RFC 9207) to the checked redirect URI.
+func (p *Provider) redirect(w http.ResponseWriter, r *http.Request, ar authRequest, params url.Values) {
 	target, _ := url.Parse(ar.RedirectURI)
 	tq := target.Query()
-	tq.Set("code", code)
+	for k, v := range params {
+		tq[k] = v
+	}
 	tq.Set("state", ar.State)
 	tq.Set("iss", p.issuer) // RFC 9207
 	target.RawQuery = tq.Encode()
@@ -334,7 +404,7 @@ func (p *Provider) exchange(w http.ResponseWriter, r *http.Request, c Client) {
 		tokenError(w, http.StatusBadRequest, "invalid_grant")
 		return
 	}
-	p.issue(w, c.ID, code.subject, code.scope, code.nonce)
+	p.issue(w, c.ID, grant{subject: code.subject, scope: code.scope, sid: code.sid, authTime: code.authTime}, code.nonce)
 }
 
 func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) {
@@ -350,12 +420,15 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request, c Client
 		tokenError(w, http.StatusBadRequest, "invalid_grant")
 		return
 	}
-	p.issue(w, c.ID, g.subject, g.scope, "")
+	p.issue(w, c.ID, g, "") // the refreshed ID token keeps the login's sid and auth_time
 }
 
-func (p *Provider) issue(w http.ResponseWriter, clientID, subject, scope, nonce string) {
+// issue answers a token request for the login g describes (its subject,
+// scope, sid and auth_time) and records that the client got tokens in that
+// IdP session, so it is told when the session ends.
+func (p *Provider) issue(w http.ResponseWriter, clientID string, g grant, nonce string) {
 	p.mu.Lock()
-	u, ok := p.users[subject]
+	u, ok := p.users[g.subject]
 	p.mu.Unlock()
 	if !ok {
 		tokenError(w, http.StatusBadRequest, "invalid_grant")
@@ -363,9 +436,9 @@ func (p *Provider) issue(w http.ResponseWriter, clientID, subject, scope, nonce 
 	}
 	now := time.Now()
 	claims := map[string]any{
-		"iss": p.issuer, "sub": u.Subject, "aud": clientID, "iat": now.Unix(), "auth_time": now.Unix(),
+		"iss": p.issuer, "sub": u.Subject, "aud": clientID, "iat": now.Unix(), "auth_time": g.authTime.Unix(),
 		"exp": now.Add(p.lifetime).Unix(), "email": u.Email, "email_verified": u.EmailVerified,
-		"name": u.Name, "preferred_username": u.PreferredUsername, "groups": nonNil(u.Groups),
+		"name": u.Name, "preferred_username": u.PreferredUsername, "groups": nonNil(u.Groups), "sid": g.sid,
 	}
 	if nonce != "" {
 		claims["nonce"] = nonce
@@ -376,14 +449,19 @@ func (p *Provider) issue(w http.ResponseWriter, clientID, subject, scope, nonce 
 		return
 	}
 	access, refresh := randomString(), randomString()
-	g := grant{clientID: clientID, subject: subject, scope: scope, expires: now.Add(p.lifetime)}
+	g.clientID = clientID
+	ag, rg := g, g
+	ag.expires, rg.expires = now.Add(p.lifetime), now.Add(30*24*time.Hour)
 	p.mu.Lock()
-	p.access[access] = g
-	p.refresh[refresh] = grant{clientID: clientID, subject: subject, scope: scope, expires: now.Add(30 * 24 * time.Hour)}
+	p.access[access] = ag
+	p.refresh[refresh] = rg
+	if s, ok := p.sessions[g.sid]; ok {
+		s.clients[clientID] = true
+	}
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": access, "token_type": "Bearer", "expires_in": int(p.lifetime / time.Second),
-		"id_token": idToken, "refresh_token": refresh, "scope": scope,
+		"id_token": idToken, "refresh_token": refresh, "scope": g.scope,
 	})
 }
 
@@ -406,49 +484,6 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		"sub": u.Subject, "email": u.Email, "email_verified": u.EmailVerified, "name": u.Name,
 		"preferred_username": u.PreferredUsername, "groups": nonNil(u.Groups),
 	})
-}
-
-var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Demo sign-in</title>
-<style>
-body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:#eef1f5;font:16px/1.5 system-ui,sans-serif;color:#1d2329;padding:16px}
-form{background:#fff;border-radius:12px;padding:28px 24px;width:100%;max-width:360px;box-shadow:0 2px 12px rgba(0,0,0,.08)}
-h1{font-size:1.3rem;margin:0 0 1rem}label{display:block;margin:.6rem 0 .2rem;font-size:.9rem}
-input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #b8c0c8;border-radius:8px;font:inherit}
-button{width:100%;margin-top:1rem;padding:.7rem;border:0;border-radius:8px;background:#6b3fd4;color:#fff;font:inherit;font-weight:600}
-.bad{color:#b3261e}
-</style></head><body>
-<form method="post" action="{{.Action}}">
-<h1>Demo sign-in</h1>
-{{if .Error}}<p class="bad" id="idp-error">{{.Error}}</p>{{end}}
-{{if .Usable}}
-<input type="hidden" name="client_id" value="{{.Req.ClientID}}">
-<input type="hidden" name="redirect_uri" value="{{.Req.RedirectURI}}">
-<input type="hidden" name="state" value="{{.Req.State}}">
-<input type="hidden" name="nonce" value="{{.Req.Nonce}}">
-<input type="hidden" name="scope" value="{{.Req.Scope}}">
-<input type="hidden" name="code_challenge" value="{{.Req.Challenge}}">
-<input type="hidden" name="code_challenge_method" value="S256">
-<input type="hidden" name="response_type" value="code">
-<label for="username">E-mail or user name</label>
-<input type="text" id="username" name="username" autocomplete="username" autofocus>
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password">
-<button type="submit" id="login">Sign in</button>
-{{end}}
-</form></body></html>`))
-
-const badLogin = "Invalid username or password"
-
-// page shows the login form; for a malformed request it shows only the
-// problem, since the form would post it back to the same broken place.
-func (p *Provider) page(w http.ResponseWriter, status int, ar authRequest, problem string) {
-	usable := problem == "" || problem == badLogin
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = loginPage.Execute(w, map[string]any{"Action": p.issuer + "/auth", "Req": ar, "Error": problem, "Usable": usable})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

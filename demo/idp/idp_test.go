@@ -19,12 +19,23 @@ const redirect = "https://app.example/callback"
 
 func newServer(t *testing.T) (*Provider, *httptest.Server) {
 	t.Helper()
+	return newServerWith(t, nil)
+}
+
+// newServerWith is newServer with the configuration adjusted by edit;
+// cfg.Issuer starts as the server's URL.
+func newServerWith(t *testing.T, edit func(cfg *Config)) (*Provider, *httptest.Server) {
+	t.Helper()
 	var p *Provider
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
+	cfg := Config{Issuer: srv.URL, Clients: []Client{{ID: "app", Secret: "s", RedirectURIs: []string{redirect}}},
+		Users: []User{{Subject: "1", Email: "a@example.com", EmailVerified: true, PreferredUsername: "a", Groups: []string{"g"}, Password: "pw"}}}
+	if edit != nil {
+		edit(&cfg)
+	}
 	var err error
-	p, err = New(Config{Issuer: srv.URL, Clients: []Client{{ID: "app", Secret: "s", RedirectURIs: []string{redirect}}},
-		Users: []User{{Subject: "1", Email: "a@example.com", EmailVerified: true, PreferredUsername: "a", Groups: []string{"g"}, Password: "pw"}}})
+	p, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
