@@ -104,6 +104,9 @@ type options struct {
 	gitlab    bool // the provider plays GitLab (auth.gitlab) instead of a generic OIDC provider "corp"
 	users     []idp.User
 	github    bool // also enable GitHub (a fake GitHub Enterprise Server)
+	// idp edits the provider's configuration before it starts; public is
+	// gatehouse's public URL (for redirect and logout URIs).
+	idp func(c *idp.Config, public string)
 }
 
 func freePort(t *testing.T) string {
@@ -143,11 +146,15 @@ func start(t *testing.T, o options) *stack {
 	if users == nil {
 		users = []idp.User{alice, mallory}
 	}
-	provider, err := idp.New(idp.Config{
+	idpConfig := idp.Config{
 		Issuer:  issuer,
 		Users:   users,
 		Clients: []idp.Client{{ID: "gatehouse", Secret: "client-secret-e2e", RedirectURIs: []string{public + "/oauth2/callback/" + name}}},
-	})
+	}
+	if o.idp != nil {
+		o.idp(&idpConfig, public)
+	}
+	provider, err := idp.New(idpConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
