@@ -50,7 +50,7 @@ var DeviceResults = []string{"issued", "approved", "denied", "expired", "ended",
 // StoreOps and StoreResults are the op and result labels of
 // gatehouse_session_store_operations_total.
 var (
-	StoreOps     = []string{"get", "get_multi", "set", "add", "replace", "touch", "delete"}
+	StoreOps     = []string{"get", "get_multi", "set", "add", "replace", "touch", "append", "delete"}
 	StoreResults = []string{"ok", "miss", "exists", "error"}
 )
 
@@ -309,6 +309,13 @@ func (i *instrumented) Touch(ctx context.Context, key string, ttl time.Duration)
 	start := time.Now()
 	err := i.Store.Touch(ctx, key, ttl)
 	i.observe("touch", start, err)
+	return err
+}
+
+func (i *instrumented) Append(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	start := time.Now()
+	err := i.Store.Append(ctx, key, value, ttl)
+	i.observe("append", start, err)
 	return err
 }
 

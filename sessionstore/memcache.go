@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
 
@@ -544,9 +545,9 @@ func (m *Memcache) Set(ctx context.Context, key string, value []byte, ttl time.D
 // servers after them and from p.others in the first wave. It returns the
 // servers that stored the write and the last failure (nil when no write
 // was tried or none failed). A write that memcached answers without
-// storing (not stored, exists) is counted in answered, when given, and
+// storing (not stored, exists) is added to answered, when given, and
 // fills its place.
-func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write func(*memcache.Client) error, answered *int) (storedOn []*server, lastErr error) {
+func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write func(*memcache.Client) error, answered *[]*task) (storedOn []*server, lastErr error) {
 	del := func(c *memcache.Client) error { return c.Delete(key) }
 	next := min(from+max(want, 0), len(p.order))
 	tasks := tasksFor(p.order[min(from, next):next], write)
@@ -562,7 +563,7 @@ func (m *Memcache) replicate(o *op, p plan, key string, from, want int, write fu
 				storedOn = append(storedOn, t.s)
 			case isAnswer(t.err):
 				if answered != nil {
-					*answered++
+					*answered = append(*answered, t)
 				}
 				lastErr = t.err
 			default:
@@ -639,9 +640,9 @@ func (m *Memcache) Add(ctx context.Context, key string, value []byte, ttl time.D
 	}
 	// The copies are added too, so that a replica that holds the key
 	// reports it.
-	var exists int
+	var exists []*task
 	copies, _ := m.replicate(o, p, k, at+1, p.n-1, add, &exists)
-	if exists > 0 {
+	if len(exists) > 0 {
 		// Take ours back from wherever it went: only the record that was
 		// there before stays.
 		o.wave(tasksFor(append(copies, first), func(c *memcache.Client) error { return c.Delete(k) }))
@@ -703,6 +704,124 @@ func (m *Memcache) Touch(ctx context.Context, key string, ttl time.Duration) err
 	}
 	o.wave(tasksFor(p.order[at+1:min(len(p.order), at+p.n-answered)], touch))
 	return nil
+}
+
+// appendTries bounds, on one server, how many times Append creates a
+// record that another Append created first, then appends to it and finds
+// it gone again. Racing appends settle in one round; a record that is
+// still not stored after these keeps being deleted meanwhile, or cannot
+// grow (memcached answers an append past its item size limit with "not
+// stored" too).
+const appendTries = 3
+
+// Append implements Store with memcached's append, atomic on each server,
+// on the key's replicas: a replica that fails is replaced by the next
+// server, and the key is deleted from every other server in use, as for
+// Set. Memcached's append keeps the record's expiry: a touch follows it,
+// on the same server. Which replicas already hold the record decides what
+// is done on those that hold nothing:
+//
+//   - None does: the record is created on each replica with add, one
+//     replica after the other in ranking order. An add that finds a
+//     record (another Append created it meanwhile) appends to it instead,
+//     so that concurrent first appends all end up on every replica.
+//   - Some do: a replica ranked after the first that holds it gets the
+//     record the same way (the entries from now on, better than nothing
+//     should the first fail). A replica ranked before it is left empty,
+//     as Replace leaves one: reads take the first record in ranking
+//     order, and a record begun there (a server that came back empty)
+//     would hide every earlier entry. It is asked to append once more,
+//     for the case where another Append is creating the record: created
+//     in ranking order, the record is there by now if it reached a later
+//     replica.
+//
+// Append fails when no replica stored the value.
+func (m *Memcache) Append(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	item, err := m.item(ctx, key, value, ttl)
+	if err != nil {
+		return err
+	}
+	k := item.Key
+	appendTo := func(c *memcache.Client) error {
+		if err := c.Append(item); err != nil {
+			return err
+		}
+		// A record gone before its touch was deleted after the append:
+		// the append happened, and the delete that followed it wins.
+		if err := c.Touch(k, item.Expiration); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return err
+		}
+		return nil
+	}
+	create := func(c *memcache.Client) error {
+		var err error
+		for range appendTries {
+			if err = c.Add(item); !errors.Is(err, memcache.ErrNotStored) {
+				return err
+			}
+			if err = appendTo(c); !errors.Is(err, memcache.ErrNotStored) {
+				return err
+			}
+		}
+		return err
+	}
+	o := m.begin()
+	p := m.ring.plan(k, true, m.now(), o)
+	// empty: the replicas that answered the append with "not stored",
+	// in ranking order (replicate tries replacements after the servers
+	// they replace).
+	var empty []*task
+	stored, lastErr := m.replicate(o, p, k, 0, p.n, appendTo, &empty)
+	if len(stored) == 0 && len(empty) == 0 {
+		o.finish(false)
+		return fmt.Errorf("memcache append: %w", m.orNoServer(lastErr))
+	}
+	rank := make(map[*server]int, len(p.order))
+	for i, s := range p.order {
+		rank[s] = i
+	}
+	var tasks []*task
+	if len(stored) == 0 {
+		for _, t := range empty {
+			tasks = append(tasks, &task{s: t.s, fn: create})
+		}
+		// One after the other, in ranking order: see above.
+		for _, t := range tasks {
+			t.err = o.call(t.s, t.fn)
+		}
+	} else {
+		first := len(p.order)
+		for _, s := range stored {
+			first = min(first, rank[s])
+		}
+		for _, t := range empty {
+			fn := create
+			if rank[t.s] < first {
+				fn = appendTo
+			}
+			tasks = append(tasks, &task{s: t.s, fn: fn})
+		}
+		o.wave(tasks)
+	}
+	notStored := false
+	for _, t := range tasks {
+		switch {
+		case t.err == nil:
+			stored = append(stored, t.s)
+		case isAnswer(t.err):
+			notStored = true
+		default:
+			lastErr = t.err
+		}
+	}
+	o.finish(len(stored) > 0)
+	if len(stored) > 0 {
+		return nil
+	}
+	if notStored {
+		return fmt.Errorf("memcache append: not stored after %d tries: the record would exceed memcached's item size limit, or is being deleted meanwhile", appendTries)
+	}
+	return fmt.Errorf("memcache append: %w", lastErr)
 }
 
 // Delete implements Store: the key is deleted from every server in use.

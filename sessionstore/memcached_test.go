@@ -296,6 +296,32 @@ func TestMemcacheKeysValuesAndExpirations(t *testing.T) {
 	}
 }
 
+// An append is refused like a set of a value over memcached's item size
+// limit, and a record that would outgrow it is not stored: an error, but
+// memcached answered, and its server stays in use.
+func TestMemcacheAppendSizeLimits(t *testing.T) {
+	mc := startMemcached(t)
+	s := newMemcacheStore(t, mc.addr())
+	ctx := context.Background()
+	if err := s.Append(ctx, "big", make([]byte, 2<<20), time.Minute); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("2 MB append: %v, want ErrTooLarge", err)
+	}
+	full := make([]byte, 1000*1000)
+	if err := s.Set(ctx, "full", full, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Append(ctx, "full", make([]byte, 100<<10), time.Minute)
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) {
+		t.Fatalf("append past the item size limit: %v, want a store error", err)
+	}
+	if s.ring.upMembers() != 1 {
+		t.Fatal("the server was set aside for answering an append it could not store")
+	}
+	if v, err := s.Get(ctx, "full"); err != nil || len(v) != len(full) {
+		t.Fatalf("record after the refused append: %d bytes, %v", len(v), err)
+	}
+}
+
 // With replicas: 1, a node that fails takes its own records with it and
 // nobody else's.
 func TestMemcacheOneReplicaNodeDownLosesOnlyItsKeysAndRecovers(t *testing.T) {
@@ -503,6 +529,7 @@ func TestMemcacheSingleServerServesAsSoonAsItIsBack(t *testing.T) {
 		{"add", func(s *Memcache) error { return s.Add(ctx, "k", []byte("v"), time.Hour) }, nil},
 		{"replace", func(s *Memcache) error { return s.Replace(ctx, "k", []byte("v"), time.Hour) }, ErrNotFound},
 		{"touch", func(s *Memcache) error { return s.Touch(ctx, "k", time.Hour) }, ErrNotFound},
+		{"append", func(s *Memcache) error { return s.Append(ctx, "k", []byte("v"), time.Hour) }, nil},
 		{"delete", func(s *Memcache) error { return s.Delete(ctx, "k") }, nil},
 		{"ping", func(s *Memcache) error { return s.Ping(ctx) }, nil},
 	}

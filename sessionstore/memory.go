@@ -104,6 +104,24 @@ func (m *Memory) Touch(_ context.Context, key string, ttl time.Duration) error {
 	return nil
 }
 
+// Append implements Store. An expired record counts as none: the list
+// starts afresh rather than carry entries whose lifetime ended.
+func (m *Memory) Append(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.live(key) {
+		m.put(key, value, ttl)
+		return nil
+	}
+	it := m.items[key]
+	// it.value is the store's own copy (put and Get copy), so appending
+	// in place aliases nothing a caller holds.
+	it.value = append(it.value, value...)
+	it.expires = m.now().Add(ttl)
+	m.items[key] = it
+	return nil
+}
+
 // live reports whether key holds an unexpired record; m.mu is held.
 func (m *Memory) live(key string) bool {
 	it, ok := m.items[key]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,6 +327,149 @@ func TestReplicasCopyOnAServerThatDroppedOutIsDeletedOnChange(t *testing.T) {
 	for _, k := range keys {
 		if v, err := s.Get(ctx, k); string(v) == "written while node 0 was down" {
 			t.Fatalf("%s: a stale copy came back (%q, %v)", k, v, err)
+		}
+	}
+}
+
+// twoNodes starts two memcached and a store over them with replicas 2:
+// every record on both.
+func twoNodes(t *testing.T) ([]*memcached, *Memcache) {
+	t.Helper()
+	nodes := []*memcached{startMemcached(t), startMemcached(t)}
+	return nodes, newMemcacheStore(t, nodes[0].addr(), nodes[1].addr())
+}
+
+// An append goes on with one replica down, read from the other; with
+// every replica down it fails closed, never as if the list were stored.
+func TestReplicasAppendWithAReplicaDown(t *testing.T) {
+	nodes, s := twoNodes(t)
+	ctx := context.Background()
+	byAddr := map[string]*memcached{nodes[0].addr(): nodes[0], nodes[1].addr(): nodes[1]}
+	k := "ux:alice"
+	if err := s.Append(ctx, k, []byte("a1"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	reps := s.replicasOf(k, 2)
+	byAddr[reps[0]].stop() // the replica reads go to first
+	if err := s.Append(ctx, k, []byte("b2"), time.Hour); err != nil {
+		t.Fatalf("append with one replica down: %v", err)
+	}
+	if v, err := s.Get(ctx, k); err != nil || string(v) != "a1b2" {
+		t.Fatalf("get with one replica down: %q, %v; want a1b2", v, err)
+	}
+	byAddr[reps[1]].stop()
+	for i := 0; i < 3; i++ { // failing, then with both set aside
+		err := s.Append(ctx, k, []byte("c3"), time.Hour)
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) {
+			t.Fatalf("append %d with every replica down: %v, want a store error", i, err)
+		}
+	}
+}
+
+// A replica that lost the list (restarted, flushed) is not given a list
+// of its own ahead of the replica that holds it: reads, which take the
+// first record in ranking order, would lose every earlier entry. A
+// replica behind it gets the entries from then on.
+func TestReplicasAppendKeepsTheWholeListReadable(t *testing.T) {
+	ctx := context.Background()
+	for lost := 0; lost < 2; lost++ {
+		t.Run(fmt.Sprintf("replica %d lost it", lost), func(t *testing.T) {
+			_, s := threeNodes(t)
+			k := "ux:bob"
+			for _, e := range []string{"a1", "b2"} {
+				if err := s.Append(ctx, k, []byte(e), time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reps := s.replicasOf(k, 2)
+			direct := memcache.New(reps[lost])
+			defer direct.Close()
+			if err := direct.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Append(ctx, k, []byte("c3"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.Get(ctx, k); err != nil || string(v) != "a1b2c3" {
+				t.Fatalf("after the append: %q, %v; want a1b2c3", v, err)
+			}
+			it, err := direct.Get(k)
+			switch {
+			case lost == 0 && !errors.Is(err, memcache.ErrCacheMiss):
+				t.Fatalf("first replica, which lost the list: %v, %v; want it left empty", it, err)
+			case lost == 1 && (err != nil || string(it.Value) != "c3"):
+				t.Fatalf("second replica, which lost the list: %v, %v; want the entries since", it, err)
+			}
+		})
+	}
+}
+
+// Appends racing to create a list, from two Gatehouse processes, each end
+// up once on every replica, not only on the one reads go to.
+func TestReplicasConcurrentAppendsReachEveryReplica(t *testing.T) {
+	nodes, s1 := threeNodes(t)
+	s2 := newMemcacheStore(t, nodes[0].addr(), nodes[1].addr(), nodes[2].addr())
+	ctx := context.Background()
+	const goroutines, each = 8, 20
+	for round := 0; round < 5; round++ {
+		k := fmt.Sprintf("ux:race-%d", round)
+		var wg sync.WaitGroup
+		for g := 0; g < goroutines; g++ {
+			s := s1
+			if g%2 == 1 {
+				s = s2
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < each; j++ {
+					if err := s.Append(ctx, k, []byte(fmt.Sprintf("%d-%02d;", g, j)), time.Hour); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, addr := range s1.replicasOf(k, 2) {
+			c := memcache.New(addr)
+			it, err := c.Get(k)
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s on replica %s: %v", k, addr, err)
+			}
+			seen := map[string]int{}
+			for i := 0; i+5 <= len(it.Value); i += 5 {
+				seen[string(it.Value[i:i+5])]++
+			}
+			if len(it.Value) != goroutines*each*5 || len(seen) != goroutines*each {
+				t.Fatalf("%s on replica %s: %d bytes, %d distinct entries; want each of %d once", k, addr, len(it.Value), len(seen), goroutines*each)
+			}
+		}
+	}
+}
+
+// An append deletes the key from servers in use that are not its
+// replicas, as every write does: a copy there would be stale.
+func TestReplicasAppendDeletesCopiesElsewhere(t *testing.T) {
+	nodes, s := threeNodes(t)
+	ctx := context.Background()
+	k := "ux:carol"
+	reps := s.replicasOf(k, 2)
+	for _, n := range nodes {
+		if n.addr() == reps[0] || n.addr() == reps[1] {
+			continue
+		}
+		c := memcache.New(n.addr())
+		defer c.Close()
+		if err := c.Set(&memcache.Item{Key: k, Value: []byte("stale")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, k, []byte("a1"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if holds(t, n.addr(), k) {
+			t.Fatalf("%s still on %s, which is not one of its replicas", k, n.addr())
 		}
 	}
 }

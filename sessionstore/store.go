@@ -41,6 +41,25 @@ type Store interface {
 	// without changing its value, or returns ErrNotFound. Unlike a Set of
 	// a value read earlier, it cannot undo a concurrent write.
 	Touch(ctx context.Context, key string, ttl time.Duration) error
+	// Append adds value at the end of the record under key, creating the
+	// record (for ttl) when key holds nothing, then gives the record ttl,
+	// counted from now, as Touch does. It is for small index records, a
+	// list of fixed-size entries (the session keys of one user): callers
+	// pass the same ttl for a key, the lifetime of what is listed, so that
+	// each append keeps the list alive as long as its newest entry.
+	//
+	// An append is atomic where the record is kept (memcached's append on
+	// each replica): concurrent appends each end up in the record once, in
+	// some order, and a record another Append creates meanwhile is
+	// appended to, never overwritten (the create is retried as an append,
+	// a bounded number of times). Unlike reading the list and setting it
+	// again, it cannot replace the list by an older copy. Readers must
+	// tolerate an entry missing: with several replicas, one that failed
+	// or lost the record may miss entries, and the record may be evicted
+	// like any other. Append fails (a store error) when no replica stored
+	// the value, including when the record would outgrow the store's item
+	// size limit.
+	Append(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Ping reports whether the store can serve requests (readiness).

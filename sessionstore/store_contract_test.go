@@ -349,7 +349,138 @@ func testStoreContract(t *testing.T, newStore func(t *testing.T) Store, advance 
 		}
 	})
 
-	// The next two cases need a clock the test can stop (real-time stores
+	t.Run("append to a missing key creates the record", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Append(ctx, key(t, "list"), []byte("a1"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Get(ctx, key(t, "list")); err != nil || string(v) != "a1" {
+			t.Fatalf("Get = %q, %v; want a1", v, err)
+		}
+	})
+
+	t.Run("appends concatenate in order", func(t *testing.T) {
+		s := newStore(t)
+		buf := []byte("a1")
+		for _, v := range []string{"a1", "b2", "c3"} {
+			copy(buf, v) // the caller reuses its buffer
+			if err := s.Append(ctx, key(t, "list"), buf, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, err := s.Get(ctx, key(t, "list"))
+		if err != nil || string(v) != "a1b2c3" {
+			t.Fatalf("Get = %q, %v; want a1b2c3", v, err)
+		}
+		v[0] = 'X' // the caller changes what it read
+		if err := s.Append(ctx, key(t, "list"), []byte("d4"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := s.Get(ctx, key(t, "list")); string(v) != "a1b2c3d4" {
+			t.Fatalf("Get = %q, want a1b2c3d4", v)
+		}
+	})
+
+	t.Run("append to a set record", func(t *testing.T) {
+		s := newStore(t)
+		_ = s.Set(ctx, key(t, "list"), []byte("a1"), time.Minute)
+		if err := s.Append(ctx, key(t, "list"), []byte("b2"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Get(ctx, key(t, "list")); err != nil || string(v) != "a1b2" {
+			t.Fatalf("Get = %q, %v; want a1b2", v, err)
+		}
+	})
+
+	t.Run("concurrent appends each end up once", func(t *testing.T) {
+		s := newStore(t)
+		const goroutines, each, size = 8, 50, 6
+		var wg sync.WaitGroup
+		for g := 0; g < goroutines; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < each; j++ {
+					entry := fmt.Sprintf("%d-%03d;", g, j) // size bytes
+					if err := s.Append(ctx, key(t, "list"), []byte(entry), time.Minute); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		v, err := s.Get(ctx, key(t, "list"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != goroutines*each*size {
+			t.Fatalf("record of %d bytes, want %d entries of %d", len(v), goroutines*each, size)
+		}
+		seen := map[string]int{}
+		last := map[byte]string{} // each goroutine's entries stay in its order
+		for i := 0; i < len(v); i += size {
+			entry := string(v[i : i+size])
+			seen[entry]++
+			if prev := last[entry[0]]; prev != "" && entry <= prev {
+				t.Errorf("%q after %q", entry, prev)
+			}
+			last[entry[0]] = entry
+		}
+		for g := 0; g < goroutines; g++ {
+			for j := 0; j < each; j++ {
+				if n := seen[fmt.Sprintf("%d-%03d;", g, j)]; n != 1 {
+					t.Errorf("entry %d-%03d present %d times, want once", g, j, n)
+				}
+			}
+		}
+	})
+
+	t.Run("append extends the TTL", func(t *testing.T) {
+		parallelOnRealTime(t)
+		s := newStore(t)
+		_ = s.Append(ctx, key(t, "appended"), []byte("a1"), time.Second)
+		_ = s.Append(ctx, key(t, "once"), []byte("a1"), time.Second)
+		if err := s.Append(ctx, key(t, "appended"), []byte("b2"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		// Once its twin (same TTL, appended later) is gone, the first TTL
+		// has passed for the appended record too.
+		waitGone(t, s, key(t, "once"), time.Second)
+		if v, err := s.Get(ctx, key(t, "appended")); err != nil || string(v) != "a1b2" {
+			t.Fatalf("appended record expired on its first TTL: %q, %v", v, err)
+		}
+	})
+
+	t.Run("append after delete starts afresh", func(t *testing.T) {
+		s := newStore(t)
+		_ = s.Append(ctx, key(t, "list"), []byte("a1"), time.Minute)
+		_ = s.Append(ctx, key(t, "list"), []byte("b2"), time.Minute)
+		if err := s.Delete(ctx, key(t, "list")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, key(t, "list"), []byte("c3"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Get(ctx, key(t, "list")); err != nil || string(v) != "c3" {
+			t.Fatalf("Get = %q, %v; want c3 alone", v, err)
+		}
+	})
+
+	t.Run("append after expiry starts afresh", func(t *testing.T) {
+		parallelOnRealTime(t)
+		s := newStore(t)
+		_ = s.Append(ctx, key(t, "list"), []byte("a1"), time.Second)
+		waitGone(t, s, key(t, "list"), time.Second)
+		if err := s.Append(ctx, key(t, "list"), []byte("b2"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.Get(ctx, key(t, "list")); err != nil || string(v) != "b2" {
+			t.Fatalf("Get = %q, %v; want b2 alone", v, err)
+		}
+	})
+
+	// The next cases need a clock the test can stop (real-time stores
 	// count whole seconds): they are registered only for such a store,
 	// never skipped.
 	if advance != nil {
@@ -377,6 +508,21 @@ func testStoreContract(t *testing.T, newStore func(t *testing.T) Store, advance 
 			advance(50 * time.Second)
 			if v, err := s.Get(ctx, key(t, "k")); err != nil || string(v) != "v2" {
 				t.Fatalf("rewritten record expired on its first TTL: %q, %v", v, err)
+			}
+		})
+
+		t.Run("append restarts the TTL", func(t *testing.T) {
+			s := newStore(t)
+			_ = s.Append(ctx, key(t, "list"), []byte("a1"), time.Minute)
+			advance(50 * time.Second)
+			_ = s.Append(ctx, key(t, "list"), []byte("b2"), time.Minute)
+			advance(50 * time.Second)
+			if v, err := s.Get(ctx, key(t, "list")); err != nil || string(v) != "a1b2" {
+				t.Fatalf("appended record expired on its first TTL: %q, %v", v, err)
+			}
+			advance(11 * time.Second)
+			if _, err := s.Get(ctx, key(t, "list")); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("still there a TTL after the last append: %v", err)
 			}
 		})
 	}
