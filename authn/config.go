@@ -17,6 +17,11 @@ type Config struct {
 	GitHub         GitHubConfig          `mapstructure:"github"`
 	GitLab         GitLabConfig          `mapstructure:"gitlab"`
 	OIDC           map[string]OIDCConfig `mapstructure:"oidc"`
+	Google         GoogleConfig          `mapstructure:"google"`
+	Microsoft      MicrosoftConfig       `mapstructure:"microsoft"`
+	// CAFile is an extra PEM bundle of certificate authorities trusted
+	// for every provider (private PKI).
+	CAFile string `mapstructure:"ca_file"`
 	// LinkAccountsByVerifiedEmail makes sign-ins with the same verified
 	// e-mail address through any provider one user.
 	LinkAccountsByVerifiedEmail bool `mapstructure:"link_accounts_by_verified_email"`
@@ -150,7 +155,7 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		if !providerName.MatchString(name) {
 			ps.Addf(key, "provider names must be lower-case letters and digits, starting with a letter")
 		}
-		if name == "github" || name == "gitlab" {
+		if name == "github" || name == "gitlab" || name == "google" || name == "microsoft" {
 			ps.Addf(key, "%q is reserved; use auth.%s", name, name)
 		}
 		if name == "static" {
@@ -172,8 +177,16 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		needFilter(key, filters.Lists{Groups: p.AllowedGroups})
 		c.OIDC[name] = p
 	}
-	if len(c.OIDC) == 0 && !c.GitHub.Enabled && !c.GitLab.Enabled {
-		ps.Addf("oidc", "no sign-in provider is configured; declare one under auth.oidc (or enable auth.github / auth.gitlab)")
+	if c.Google.Enabled {
+		ps.Nest("google", c.Google.validate())
+		needFilter("google", filters.Lists{Groups: c.Google.AllowedGroups, Domains: c.Google.AllowedHostedDomains})
+	}
+	if c.Microsoft.Enabled {
+		ps.Nest("microsoft", c.Microsoft.validate())
+		needFilter("microsoft", filters.Lists{Groups: c.Microsoft.AllowedGroups})
+	}
+	if len(c.OIDC) == 0 && !c.GitHub.Enabled && !c.GitLab.Enabled && !c.Google.Enabled && !c.Microsoft.Enabled {
+		ps.Addf("oidc", "no sign-in provider is configured; declare one under auth.oidc (or enable auth.github, auth.gitlab, auth.google or auth.microsoft)")
 	}
 	return global, warnings, ps
 }

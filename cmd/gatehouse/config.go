@@ -69,7 +69,9 @@ func defaultConfig() Config {
 				URL: "https://github.com", APIURL: "https://api.github.com",
 				Scopes: []string{"read:user", "user:email", "read:org"},
 			},
-			GitLab: authn.GitLabConfig{URL: "https://gitlab.com", Scopes: []string{"openid", "profile", "email"}},
+			GitLab:    authn.GitLabConfig{URL: "https://gitlab.com", Scopes: []string{"openid", "profile", "email"}},
+			Google:    authn.DefaultGoogle(),
+			Microsoft: authn.DefaultMicrosoft(),
 		}},
 		Session: session.Config{
 			// CookieName is derived after loading: see defaultCookieName.
