@@ -161,6 +161,11 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		if name == "static" {
 			ps.Addf(key, "%q is reserved for static machine tokens", name)
 		}
+		if name == "email" || name == "jwt" {
+			// "email:<address>" is a linked account's id, "jwt:NAME" a
+			// workload issuer's: a provider so named could pass for either.
+			ps.Addf(key, "%q is reserved", name)
+		}
 		var sub confcheck.Problems
 		p.ClientSecret = confcheck.Secret(&sub, "client_secret", p.ClientSecret, p.ClientSecretFile)
 		p.ClientSecretFile = ""
@@ -172,6 +177,12 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		checkAuthParams(&sub, p.Prompt, p.ExtraAuthParams)
 		if p.InsecureSkipEmailVerified {
 			warnings = append(warnings, insecureSkipEmailVerifiedWarning(name))
+			if c.LinkAccountsByVerifiedEmail {
+				// Whoever sets an address there would become the account of
+				// that address at every provider.
+				sub.Addf("insecure_skip_email_verified", "cannot be true with auth.link_accounts_by_verified_email: "+
+					"an address this provider does not verify would link to the account of whoever owns it")
+			}
 		}
 		ps.Nest(key, sub)
 		needFilter(key, filters.Lists{Groups: p.AllowedGroups})

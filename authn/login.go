@@ -31,6 +31,7 @@ type Login struct {
 	now         func() time.Time
 	csrfKey     []byte // keys csrfToken
 	linkByEmail bool
+	skipButton  bool
 }
 
 // LoginConfig gathers what Login depends on.
@@ -49,6 +50,9 @@ type LoginConfig struct {
 	// LinkAccountsByVerifiedEmail makes sign-ins of one verified e-mail
 	// address with any provider one user (see identity.LinkByEmail).
 	LinkAccountsByVerifiedEmail bool
+	// SkipProviderButton (ui.skip_provider_button) makes the sign-in page
+	// go straight to /start when there is exactly one provider.
+	SkipProviderButton bool
 }
 
 // NewLogin builds the sign-in handlers.
@@ -62,6 +66,7 @@ func NewLogin(c LoginConfig) *Login {
 		public: c.PublicURL, prefix: c.Prefix, log: c.Logger, metrics: c.Metrics, now: c.Now,
 		csrfKey:     []byte("gatehouse session csrf v1\x00" + c.Secret),
 		linkByEmail: c.LinkAccountsByVerifiedEmail,
+		skipButton:  c.SkipProviderButton,
 	}
 	for _, p := range c.Providers {
 		l.byName[p.Name()] = p
@@ -88,15 +93,23 @@ func (l *Login) SignInURL(rd string) string {
 	return l.prefix + "/sign_in?rd=" + url.QueryEscape(rd)
 }
 
-// SignIn serves GET sign_in: one button per provider.
+// SignIn serves GET sign_in: one button per provider, or, with
+// SkipProviderButton and a single provider, a redirect to its start.
 func (l *Login) SignIn(w http.ResponseWriter, r *http.Request) {
 	rd := SafeRedirect(r.URL.Query().Get("rd"), l.public)
+	start := func(p Provider) string {
+		return l.prefix + "/start?provider=" + url.QueryEscape(p.Name()) + "&rd=" + url.QueryEscape(rd)
+	}
+	if l.skipButton && len(l.providers) == 1 {
+		// A page with one button only costs a click. The redirect stays
+		// a GET to /start, which sets the state cookie as the button would.
+		pages.NoStore(w.Header())
+		http.Redirect(w, r, start(l.providers[0]), http.StatusFound)
+		return
+	}
 	buttons := make([]pages.ProviderButton, 0, len(l.providers))
 	for _, p := range l.providers {
-		buttons = append(buttons, pages.ProviderButton{
-			Name: p.Name(), DisplayName: p.DisplayName(),
-			StartURL: l.prefix + "/start?provider=" + url.QueryEscape(p.Name()) + "&rd=" + url.QueryEscape(rd),
-		})
+		buttons = append(buttons, pages.ProviderButton{Name: p.Name(), DisplayName: p.DisplayName(), StartURL: start(p)})
 	}
 	l.pages.SignIn(w, buttons)
 }
@@ -174,22 +187,18 @@ func (l *Login) Callback(p Provider) http.Handler {
 		if old, err := l.sessions.Load(r.Context(), r); err == nil {
 			_ = l.sessions.Delete(r.Context(), nil, old)
 		}
-		s, err := l.sessions.Create(r.Context(), w, id, tok)
+		// A provider that may end this session by back-channel logout gets
+		// it bound to its provider session (session.WithBackchannelLogout).
+		var opts []session.CreateOption
+		if bc, ok := p.(backchanneler); ok && bc.BackchannelLogout() {
+			opts = append(opts, session.WithBackchannelLogout())
+		}
+		s, err := l.sessions.Create(r.Context(), w, id, tok, opts...)
 		if err != nil {
 			l.log.Error("creating session", "event", "login", "provider", p.Name(), "result", "store_error", "err", err)
 			l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
 				"Your sign-in worked, but the session could not be saved. Please try again in a moment.", "")
 			return
-		}
-		if bc, ok := p.(backchanneler); ok && bc.BackchannelLogout() {
-			// The provider may end this session later by its sid or sub.
-			if err := l.sessions.IndexForLogout(r.Context(), s); err != nil {
-				_ = l.sessions.Delete(context.WithoutCancel(r.Context()), w, s)
-				l.log.Error("indexing session for back-channel logout", "event", "login", "provider", p.Name(), "result", "store_error", "err", err)
-				l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
-					"Your sign-in worked, but the session could not be saved. Please try again in a moment.", "")
-				return
-			}
 		}
 		l.metrics.Login(p.Name(), "success")
 		l.log.Info("signed in", "event", "login", "provider", p.Name(), "result", "success",

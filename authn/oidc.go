@@ -50,6 +50,8 @@ type oidcDiscovered struct {
 	oauth    oauth2.Config
 	// issParam: the provider promises the RFC 9207 iss response parameter.
 	issParam bool
+	// logoutKeys verify back-channel logout tokens (see logoutKeys).
+	logoutKeys *logoutKeys
 }
 
 // oidcOptions adapt the generic provider to a particular one (GitLab).
@@ -103,7 +105,8 @@ func (p *OIDC) discover(ctx context.Context) (*oidcDiscovered, error) {
 		return nil, p.lastErr
 	}
 	var extra struct {
-		IssParam bool `json:"authorization_response_iss_parameter_supported"`
+		IssParam bool   `json:"authorization_response_iss_parameter_supported"`
+		JWKSURI  string `json:"jwks_uri"`
 	}
 	_ = provider.Claims(&extra)
 	p.disc = &oidcDiscovered{
@@ -116,7 +119,8 @@ func (p *OIDC) discover(ctx context.Context) (*oidcDiscovered, error) {
 			RedirectURL:  p.redirectURL,
 			Scopes:       p.cfg.Scopes,
 		},
-		issParam: extra.IssParam,
+		issParam:   extra.IssParam,
+		logoutKeys: &logoutKeys{uri: extra.JWKSURI, client: p.client, now: time.Now},
 	}
 	return p.disc, nil
 }

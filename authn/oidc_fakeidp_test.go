@@ -78,6 +78,7 @@ type fakeIDP struct {
 	userInfoCode  int                                  // non-zero: userinfo answers with this status
 	otherKey      bool                                 // sign with a key the JWKS does not list
 	endSession    string                               // end_session_endpoint to advertise; "": none
+	keyFetches    int                                  // GET /keys answered
 	refreshNoID   bool                                 // refresh answers without an id_token
 }
 
@@ -149,6 +150,9 @@ func (f *fakeIDP) discovery(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (f *fakeIDP) keys(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	f.keyFetches++
+	f.mu.Unlock()
 	jwk := jose.JSONWebKey{Key: &fakeKeys()[0].PublicKey, KeyID: "k1", Algorithm: string(jose.RS256), Use: "sig"}
 	fakeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse/gatehouse/internal/confcheck"
@@ -25,8 +26,9 @@ var protocolParams = map[string]bool{
 	"request_uri": true, "prompt": true,
 }
 
-// promptValues are OpenID Connect Core §3.1.2.1's prompt values.
-var promptValues = map[string]bool{"none": true, "login": true, "consent": true, "select_account": true}
+// promptValues are OpenID Connect Core §3.1.2.1's prompt values that
+// leave sign-in interactive ("none" would make it impossible).
+var promptValues = map[string]bool{"login": true, "consent": true, "select_account": true}
 
 // authParams are the authorization request's options: nonce, PKCE and the
 // configured prompt and extra parameters.
@@ -45,7 +47,7 @@ func (p *OIDC) authParams(st *loginState) []oauth2.AuthCodeOption {
 func checkAuthParams(ps *confcheck.Problems, prompt string, extra map[string]string) {
 	for _, v := range strings.Fields(prompt) {
 		if !promptValues[v] {
-			ps.Addf("prompt", "unknown prompt value %q; use none, login, consent or select_account", v)
+			ps.Addf("prompt", "prompt value %q is not allowed; use login, consent or select_account", v)
 		}
 	}
 	for k := range extra {
@@ -78,20 +80,28 @@ type LogoutClaims struct {
 const logoutTokenAge = 10 * time.Minute
 
 // VerifyLogoutToken checks a logout token as OpenID Connect Back-Channel
-// Logout 1.0 §2.6 requires: signed by the provider with an algorithm its
-// keys allow, iss this provider, aud this client, iat present and recent,
-// exp (when present) not passed, the back-channel logout event, a sid or
-// a sub, a jti, and no nonce (so an ID token can never pass for one).
+// Logout 1.0 §2.6 requires: signed by the provider with an asymmetric
+// algorithm, iss this provider, aud this client, iat present and not in
+// the future, not expired (exp when present, else iat at most
+// logoutTokenAge old), the back-channel logout event, a sid or a sub, a
+// jti, and no nonce (so an ID token can never pass for one). An error
+// wrapping ErrKeysUnavailable means it could not be checked now.
 func (p *OIDC) VerifyLogoutToken(ctx context.Context, raw string, now time.Time) (LogoutClaims, error) {
 	var none LogoutClaims
 	d, err := p.discover(ctx)
 	if err != nil {
-		return none, providerUnavailable(err)
+		return none, fmt.Errorf("%w: %v", ErrKeysUnavailable, err)
 	}
 	// exp is optional in a logout token, so go-oidc's expiry check (which
 	// requires it) is replaced by the one below.
-	v := d.provider.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, SkipExpiryCheck: true, Now: func() time.Time { return now }})
+	v := oidc.NewVerifier(p.cfg.IssuerURL, d.logoutKeys, &oidc.Config{
+		ClientID: p.cfg.ClientID, SkipExpiryCheck: true, Now: func() time.Time { return now },
+		SupportedSigningAlgs: algNames(asymmetricAlgs),
+	})
 	tok, err := v.Verify(p.clientCtx(ctx), raw)
+	if errors.Is(err, ErrKeysUnavailable) {
+		return none, err
+	}
 	if err != nil {
 		return none, fmt.Errorf("logout token: %w", err)
 	}
@@ -165,7 +175,9 @@ func (p *OIDC) EndSessionURL(ctx context.Context, tok *session.ProviderToken, po
 		return "", false
 	}
 	u, err := url.Parse(meta.EndSession)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+	// The request carries the ID token: never over plain http unless the
+	// provider itself is on http (a test or loopback set-up).
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && strings.HasPrefix(p.cfg.IssuerURL, "http://"))) {
 		return "", false
 	}
 	q := u.Query()
@@ -181,4 +193,12 @@ func (p *OIDC) EndSessionURL(ctx context.Context, tok *session.ProviderToken, po
 func isJSONObject(m json.RawMessage) bool {
 	var o map[string]any
 	return json.Unmarshal(m, &o) == nil && o != nil
+}
+
+func algNames(algs []jose.SignatureAlgorithm) []string {
+	out := make([]string, len(algs))
+	for i, a := range algs {
+		out[i] = string(a)
+	}
+	return out
 }

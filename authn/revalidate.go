@@ -150,7 +150,9 @@ func (v *Revalidator) revalidate(ctx context.Context, s *session.Session) (*sess
 		return nil, ErrRevoked
 	}
 	id, tok, err := p.Revalidate(ctx, s.Token)
-	id = v.login.link(id)
+	if err == nil {
+		id = v.login.link(id)
+	}
 	if err == nil && (id.Subject != s.Identity.Subject || id.Account != s.Identity.Account) {
 		// The provider now speaks of someone else (OIDC Core §12.2: a
 		// refreshed ID token keeps the subject), or the address that

@@ -21,7 +21,7 @@ type LogoutVerifier interface {
 
 // SessionEnder ends what a logout token names (session.Manager).
 type SessionEnder interface {
-	EndProviderSessions(ctx context.Context, provider, sid, subject string) (int, error)
+	EndProviderSessions(ctx context.Context, provider, sid, subject string) error
 }
 
 // BackchannelConfig gathers what a back-channel logout receiver needs.
@@ -40,7 +40,8 @@ type BackchannelConfig struct {
 // replica at once; each jti is accepted once (a captured token replayed
 // later must not end sessions begun since). Answers: 200 when done, 400
 // {"error":"invalid_request"} for a token refused (§2.8), 503 when the
-// store cannot answer (the provider may retry), always no-store.
+// store or the provider's keys cannot be had (the provider may retry),
+// always no-store.
 func BackchannelLogout(c BackchannelConfig) http.Handler {
 	if c.Now == nil {
 		c.Now = time.Now
@@ -60,6 +61,11 @@ func BackchannelLogout(c BackchannelConfig) http.Handler {
 		ctx := r.Context()
 		now := c.Now()
 		claims, err := c.Verifier.VerifyLogoutToken(ctx, raw, now)
+		if errors.Is(err, authn.ErrKeysUnavailable) {
+			// Not the token's fault: the provider retries a 5xx.
+			c.unavailable(w, err)
+			return
+		}
 		if err != nil {
 			c.Logger.Warn("back-channel logout refused", "event", "backchannel_logout", "provider", c.Provider,
 				"result", "invalid", "err", err)
@@ -67,22 +73,27 @@ func BackchannelLogout(c BackchannelConfig) http.Handler {
 			return
 		}
 		// Work on even when the provider hangs up: a half-done logout
-		// would leave some sessions alive and the jti spent.
+		// would leave sessions alive.
 		ctx = context.WithoutCancel(ctx)
 		spent := spentKey(c.Provider, claims.JTI)
-		switch err := c.Store.Add(ctx, spent, []byte{1}, claims.Until.Sub(now)+time.Minute); {
-		case errors.Is(err, sessionstore.ErrExists):
+		switch _, err := c.Store.Get(ctx, spent); {
+		case err == nil:
 			c.Logger.Warn("back-channel logout refused", "event", "backchannel_logout", "provider", c.Provider, "result", "replayed")
 			pages.JSONError(w, http.StatusBadRequest, "invalid_request", "the logout token was used already")
 			return
-		case err != nil:
+		case !errors.Is(err, sessionstore.ErrNotFound):
 			c.unavailable(w, err)
 			return
 		}
-		n, err := c.Sessions.EndProviderSessions(ctx, c.Provider, claims.SID, claims.Subject)
-		if err != nil {
-			// Let the provider's retry through: nothing was ended for sure.
-			_ = c.Store.Delete(ctx, spent)
+		if err := c.Sessions.EndProviderSessions(ctx, c.Provider, claims.SID, claims.Subject); err != nil {
+			c.unavailable(w, err)
+			return
+		}
+		// Spent only once the sessions ended, so that a retry after a
+		// failure is not taken for a replay. Two copies racing here both
+		// end the same sessions, which is harmless; a copy replayed later
+		// (after new sign-ins) finds the jti spent.
+		if err := c.Store.Add(ctx, spent, []byte{1}, claims.Until.Sub(now)+time.Minute); err != nil && !errors.Is(err, sessionstore.ErrExists) {
 			c.unavailable(w, err)
 			return
 		}
@@ -90,8 +101,7 @@ func BackchannelLogout(c BackchannelConfig) http.Handler {
 		if claims.SID != "" {
 			by = "sid"
 		}
-		c.Logger.Info("back-channel logout", "event", "backchannel_logout", "provider", c.Provider, "result", "ok",
-			"by", by, "sessions_ended", n)
+		c.Logger.Info("back-channel logout", "event", "backchannel_logout", "provider", c.Provider, "result", "ok", "by", by)
 		w.WriteHeader(http.StatusOK)
 	})
 }

@@ -63,11 +63,7 @@ func TestBackchannelLogout(t *testing.T) {
 	alice := identity.Identity{Provider: "corp", Subject: "u-1", User: "alice"}
 	signIn := func(sid string) *http.Cookie {
 		rec := httptest.NewRecorder()
-		s, err := sessions.Create(ctx, rec, alice, &session.ProviderToken{AccessToken: "at", SID: sid})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sessions.IndexForLogout(ctx, s); err != nil {
+		if _, err := sessions.Create(ctx, rec, alice, &session.ProviderToken{AccessToken: "at", SID: sid}, session.WithBackchannelLogout()); err != nil {
 			t.Fatal(err)
 		}
 		return rec.Result().Cookies()[0]

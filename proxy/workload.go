@@ -24,6 +24,8 @@ func (h *Handler) authorizeWorkload(w http.ResponseWriter, r *http.Request, raw 
 		ruleError(w, refused.Rule, refused.Description)
 		return nil, false
 	case errors.As(err, &refused):
+		// Logged, never the token: forged tokens should leave a trace.
+		h.o.Logger.Info("workload token refused", "event", "authn", "reason", refused.Description, "path", tgt.path.Decoded)
 		bearerError(w, http.StatusUnauthorized, "invalid_token", refused.Description)
 		return nil, false
 	case err != nil:

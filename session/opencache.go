@@ -49,6 +49,11 @@ func (m *Manager) open(key string, t ticket, record []byte, e openEntry, hit boo
 	if userHash(s.Identity) != t.user {
 		return nil, false
 	}
+	// So must its logout hint: a cookie stripped of it would otherwise
+	// escape back-channel logout.
+	if expectedLogout(s) != t.logout {
+		return nil, false
+	}
 	c.Put(key, openEntry{record: record, session: *s})
 	return s, true
 }

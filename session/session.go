@@ -37,6 +37,10 @@ type Session struct {
 	// Generation is the user's generation when the session began (see
 	// EndAll); the session lives only while it is still the current one.
 	Generation string `json:"generation"`
+	// Logout is the value of the session's back-channel logout record
+	// when it has one (see logout.go); the session lives only while the
+	// record holds it.
+	Logout string `json:"logout,omitempty"`
 
 	ticket ticket
 }
@@ -90,7 +94,11 @@ func (m *Manager) Store() sessionstore.Store { return m.store }
 // Create starts a new session for id with a fresh session id (never one
 // the browser brought) and sets the cookie on w. The session belongs to
 // the user's current generation (see EndAll).
-func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity.Identity, tok *ProviderToken) (*Session, error) {
+func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity.Identity, tok *ProviderToken, opts ...CreateOption) (*Session, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	t, err := newTicket(userHash(id))
 	if err != nil {
 		return nil, err
@@ -99,8 +107,15 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
+	var logout string
+	if o.backchannel {
+		if logout, t.logout, err = m.bindLogout(ctx, id, tok); err != nil {
+			return nil, fmt.Errorf("session store: %w", err)
+		}
+		t = t.derive()
+	}
 	now := m.now()
-	s := &Session{Identity: id, CreatedAt: now, LastSeen: now, ValidatedAt: now, Token: tok, Generation: gen, ticket: t}
+	s := &Session{Identity: id, CreatedAt: now, LastSeen: now, ValidatedAt: now, Token: tok, Generation: gen, Logout: logout, ticket: t}
 	if err := m.write(ctx, s, true); err != nil {
 		return nil, err
 	}
@@ -191,9 +206,14 @@ func cookieValue(r *http.Request, name string) (value string, n int) {
 // load reads the session of ticket t (the cookie value is the cache key;
 // cached is its entry when hit).
 func (m *Manager) load(ctx context.Context, value string, t ticket, cached openEntry, hit bool) (*Session, error) {
-	// The session and its user's generation in one round trip.
-	sessionKey, genKey := t.storeKey(), t.generationKey()
-	recs, err := m.store.GetMulti(ctx, []string{sessionKey, genKey})
+	// The session, its user's generation and, when it has one, its logout
+	// record, in one round trip.
+	sessionKey, genKey, logoutKey := t.storeKey(), t.generationKey(), t.names.logoutKey
+	keys := []string{sessionKey, genKey}
+	if logoutKey != "" {
+		keys = append(keys, logoutKey)
+	}
+	recs, err := m.store.GetMulti(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
@@ -217,6 +237,14 @@ func (m *Manager) load(ctx context.Context, value string, t ticket, cached openE
 	if gen, ok := recs[genKey]; !ok || s.Generation == "" || string(gen) != s.Generation {
 		_ = m.store.Delete(ctx, sessionKey)
 		return nil, ErrNoSession
+	}
+	// Likewise its provider session, when the provider can end it (open
+	// checked that the ticket names this session's own record).
+	if s.Logout != "" {
+		if v, ok := recs[logoutKey]; !ok || string(v) != s.Logout {
+			_ = m.store.Delete(ctx, sessionKey)
+			return nil, ErrNoSession
+		}
 	}
 	// Refresh the idle clock only now and then, so a busy session does not
 	// cost a store write per request. The idle timeout is thus enforced to
@@ -285,35 +313,7 @@ const generationTTL = 400 * 24 * time.Hour
 // there is none, and extends its life. A session or token issued now
 // records it.
 func EnsureGeneration(ctx context.Context, store sessionstore.Store, id identity.Identity) (string, error) {
-	key := generationKey(id)
-	for try := 0; try < 5; try++ {
-		b, err := store.Get(ctx, key)
-		switch {
-		case err == nil:
-			switch err := store.Touch(ctx, key, generationTTL); {
-			case err == nil:
-				return string(b), nil
-			case !errors.Is(err, sessionstore.ErrNotFound):
-				return "", err
-			}
-			// Gone between Get and Touch: start again.
-		case errors.Is(err, sessionstore.ErrNotFound):
-			gen, err := newGeneration()
-			if err != nil {
-				return "", err
-			}
-			switch err := store.Add(ctx, key, []byte(gen), generationTTL); {
-			case err == nil:
-				return gen, nil
-			case !errors.Is(err, sessionstore.ErrExists):
-				return "", err
-			}
-			// Another sign-in created it first: use theirs.
-		default:
-			return "", err
-		}
-	}
-	return "", errors.New("session: the user's generation keeps changing")
+	return ensureRecord(ctx, store, generationKey(id), generationTTL)
 }
 
 // CheckGeneration reports whether gen is still id's current generation:

@@ -21,6 +21,10 @@ const (
 	keyLen    = 32
 	userLen   = sha256.Size
 	ticketLen = idLen + keyLen + userLen
+	// logoutLen is the optional back-channel logout hint at the end of a
+	// ticket: the hash naming the provider-session record the session is
+	// bound to (see logout.go).
+	logoutLen = sha256.Size
 )
 
 // storeKeyPrefix begins every session record's store key.
@@ -33,6 +37,9 @@ type ticket struct {
 	id   [idLen]byte
 	key  [keyLen]byte
 	user [userLen]byte // userHash of the identity the session is for
+	// logout names the session's back-channel logout record; zero: the
+	// session has none.
+	logout [logoutLen]byte
 
 	names *ticketNames // derived once per ticket (see derive)
 }
@@ -41,6 +48,7 @@ type ticket struct {
 // encoding that would otherwise be recomputed several times per request.
 type ticketNames struct {
 	storeKey, generationKey, publicID string
+	logoutKey                         string // "" when the ticket has no logout hint
 }
 
 func newTicket(user [userLen]byte) (ticket, error) {
@@ -62,12 +70,18 @@ func (t ticket) derive() ticket {
 		generationKey: generationKeyOf(t.user),
 		publicID:      base64.RawURLEncoding.EncodeToString(pid[:16]),
 	}
+	if t.logout != ([logoutLen]byte{}) {
+		t.names.logoutKey = logoutKeyOf(t.logout)
+	}
 	return t
 }
 
 func (t ticket) String() string {
-	b := make([]byte, 0, ticketLen)
+	b := make([]byte, 0, ticketLen+logoutLen)
 	b = append(append(append(b, t.id[:]...), t.key[:]...), t.user[:]...)
+	if t.logout != ([logoutLen]byte{}) {
+		b = append(b, t.logout[:]...)
+	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -76,16 +90,18 @@ func (t ticket) generationKey() string { return t.names.generationKey }
 
 func parseTicket(s string) (ticket, error) {
 	var t ticket
-	if len(s) != base64.RawURLEncoding.EncodedLen(ticketLen) {
+	n := len(s)
+	if n != base64.RawURLEncoding.EncodedLen(ticketLen) && n != base64.RawURLEncoding.EncodedLen(ticketLen+logoutLen) {
 		return t, errBadTicket
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != ticketLen {
+	if err != nil || (len(b) != ticketLen && len(b) != ticketLen+logoutLen) {
 		return t, errBadTicket
 	}
 	copy(t.id[:], b[:idLen])
 	copy(t.key[:], b[idLen:idLen+keyLen])
-	copy(t.user[:], b[idLen+keyLen:])
+	copy(t.user[:], b[idLen+keyLen:ticketLen])
+	copy(t.logout[:], b[ticketLen:])
 	return t.derive(), nil
 }
 

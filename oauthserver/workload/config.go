@@ -143,6 +143,12 @@ func (c IssuerConfig) Validate(name string, knownScopes func(string) bool) confc
 			ps.Addf("claims."+claim, "%v", err)
 		}
 	}
+	if len(c.Claims) == 0 && sharedIssuers[strings.TrimSuffix(c.Issuer, "/")] {
+		// Anyone can get a token from these issuers, for any audience
+		// they choose: only claim rules say whose workloads may pass.
+		ps.Addf("claims", "required for %s, which issues tokens to anyone's workloads (with any audience they ask for): "+
+			"add rules such as repository_owner or project_path", c.Issuer)
+	}
 	if c.MaxLifetime < 0 {
 		ps.Addf("max_lifetime", "must be positive")
 	}
@@ -152,6 +158,16 @@ func (c IssuerConfig) Validate(name string, knownScopes func(string) bool) confc
 		}
 	}
 	return ps
+}
+
+// sharedIssuers are public issuers whose tokens any of their users can
+// obtain for workloads of their own.
+var sharedIssuers = map[string]bool{
+	"https://token.actions.githubusercontent.com": true,
+	"https://gitlab.com":                          true,
+	"https://accounts.google.com":                 true,
+	"https://app.terraform.io":                    true,
+	"https://oidc.circleci.com":                   true,
 }
 
 // ValidateAll fills the defaults of every entry in place and validates

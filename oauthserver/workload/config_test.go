@@ -123,7 +123,9 @@ func TestValidateAll(t *testing.T) {
 		"c": {Issuer: "https://token.actions.githubusercontent.com", Scopes: []string{"nope"}},
 	}
 	ps := ValidateAll(issuers, func(string) bool { return false })
-	want := []string{"b.issuer", "c.audiences", "c.scopes"}
+	// c is GitHub Actions with no claim rule: any repository anywhere
+	// could get in.
+	want := []string{"b.issuer", "c.audiences", "c.claims", "c.scopes"}
 	if got := keysOf(ps); !reflect.DeepEqual(got, want) {
 		t.Fatalf("problem keys %v; want %v (%v)", got, want, ps)
 	}

@@ -198,11 +198,13 @@ func (is *issuer) identity(claims map[string]json.RawMessage) (identity.Identity
 		Groups:   []string{},
 	}
 	if is.cfg.EmailClaim != "" {
-		if email, ok := stringClaim(claims, is.cfg.EmailClaim); ok && email != "" && printable(email) {
-			id.Email = email
-			// A workload's e-mail counts for allowed_domains and
-			// allowed_emails only when its issuer vouches for it.
-			id.EmailVerified = strings.TrimSpace(string(claims["email_verified"])) == "true"
+		// A workload's e-mail is used (forwarded, and matched by
+		// allowed_domains and allowed_emails) only when its issuer vouches
+		// for it: an upstream trusting X-Forwarded-Email must not be fooled
+		// by an address a workload chose.
+		if email, ok := stringClaim(claims, is.cfg.EmailClaim); ok && email != "" && printable(email) &&
+			strings.TrimSpace(string(claims["email_verified"])) == "true" {
+			id.Email, id.EmailVerified = email, true
 		}
 	}
 	if is.cfg.GroupsClaim != "" {
@@ -251,7 +253,7 @@ func groupsClaim(raw json.RawMessage) []string {
 	groups := []string{}
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		if one != "" && printable(one) {
+		if usableGroup(one) {
 			groups = append(groups, one)
 		}
 		return groups
@@ -262,11 +264,17 @@ func groupsClaim(raw json.RawMessage) []string {
 	}
 	for _, m := range many {
 		var g string
-		if json.Unmarshal(m, &g) == nil && g != "" && printable(g) {
+		if json.Unmarshal(m, &g) == nil && usableGroup(g) {
 			groups = append(groups, g)
 		}
 	}
 	return groups
+}
+
+// usableGroup refuses a group name that would read as something else in
+// X-Forwarded-Groups, which joins names with commas.
+func usableGroup(g string) bool {
+	return g != "" && printable(g) && !strings.Contains(g, ",")
 }
 
 // printable refuses control characters: these values end up in request

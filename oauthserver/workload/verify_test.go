@@ -236,12 +236,16 @@ func TestEmailAndGroups(t *testing.T) {
 		groups   []string
 	}{
 		{"none", base, "", false, []string{}},
-		{"unverified", with(base, "email", "ci@example.com"), "ci@example.com", false, []string{}},
+		// An address the issuer does not vouch for is not used at all:
+		// an upstream trusting X-Forwarded-Email must not see it.
+		{"unverified", with(base, "email", "ci@example.com"), "", false, []string{}},
 		{"verified", with(base, "email", "ci@example.com", "email_verified", true), "ci@example.com", true, []string{}},
-		{"verified as a string does not count", with(base, "email", "ci@example.com", "email_verified", "true"), "ci@example.com", false, []string{}},
+		{"verified as a string does not count", with(base, "email", "ci@example.com", "email_verified", "true"), "", false, []string{}},
 		{"group string", with(base, "groups", "ops"), "", false, []string{"ops"}},
 		{"group array, odd items dropped", with(base, "groups", []any{"ops", 3, "", "dev", "x\ny"}), "", false, []string{"ops", "dev"}},
 		{"groups an object", with(base, "groups", map[string]any{"a": "b"}), "", false, []string{}},
+		// A comma would split one group into two in X-Forwarded-Groups.
+		{"group with a comma dropped", with(base, "groups", []any{"ops", "admin,ops"}), "", false, []string{"ops"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
