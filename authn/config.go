@@ -193,8 +193,9 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 		needFilter("google", filters.Lists{Groups: c.Google.AllowedGroups, Domains: c.Google.AllowedHostedDomains})
 	}
 	if c.Microsoft.Enabled {
+		// No needFilter: the tenant (or allowed_tenants, which validate
+		// requires with organizations/common) is the provider's filter.
 		ps.Nest("microsoft", c.Microsoft.validate())
-		needFilter("microsoft", filters.Lists{Groups: c.Microsoft.AllowedGroups})
 	}
 	if len(c.OIDC) == 0 && !c.GitHub.Enabled && !c.GitLab.Enabled && !c.Google.Enabled && !c.Microsoft.Enabled {
 		ps.Addf("oidc", "no sign-in provider is configured; declare one under auth.oidc (or enable auth.github, auth.gitlab, auth.google or auth.microsoft)")

@@ -276,7 +276,7 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 		l.log.Info("signed out", "event", "logout", "user", s.Identity.User, "sid", s.ID())
 		// RP-initiated logout: the provider ends its own session too, so
 		// "sign in as someone else" really asks for credentials again.
-		if es, ok := l.byName[s.Identity.Provider].(endSessioner); ok {
+		if es, ok := l.byName[s.Identity.Provider].(endSessioner); ok && ownNavigation(r) {
 			signedOut := strings.TrimSuffix(l.public.String(), "/") + l.prefix + "/signed_out"
 			if u, ok := es.EndSessionURL(r.Context(), s.Token, signedOut); ok {
 				http.Redirect(w, r, u, http.StatusFound)
@@ -289,6 +289,24 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.pages.SignedOut(w, l.prefix+"/sign_in")
+}
+
+// ownNavigation reports whether a sign-out came from the person: a POST
+// (the session cookie is SameSite=Lax, so a cross-site POST carries none),
+// or a GET the browser says was typed, bookmarked or followed from this
+// site or a sibling (Sec-Fetch-Site). A link on another site still ends
+// the Gatehouse session (sign-out may be a GET), but must not also sign
+// the person out of their identity provider, and of every other
+// application there, behind their back.
+func ownNavigation(r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "same-site", "none":
+		return true
+	}
+	return false
 }
 
 // endSessioner is a provider that can sign people out at its end

@@ -45,7 +45,7 @@ type logoutKeys struct {
 
 // VerifySignature implements oidc.KeySet.
 func (k *logoutKeys) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, asymmetricAlgs)
+	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed token: %w", err)
 	}

@@ -165,38 +165,59 @@ func sorted(s []string) []string {
 
 // RP-initiated logout: sign_out ends the session here, then sends the
 // browser to the provider's end_session_endpoint with the ID token as
-// hint, the client id, and the signed-out page to come back to.
+// hint, the client id, and the signed-out page to come back to. A GET
+// from another site ends only the Gatehouse session: a link elsewhere
+// must not sign the person out of their identity provider.
 func TestSignOutContinuesToTheProvidersEndSession(t *testing.T) {
-	for _, on := range []bool{true, false} {
-		h := newOIDCHarnessWith(t, false, filters.Lists{}, "", func(c *OIDCConfig, _ *LoginConfig) { c.EndSession = on })
-		h.idp.set(func(f *fakeIDP) { f.endSession = f.issuer + "/logout?tenant=1" })
-		s, cookie := h.signedInSession(t)
-		if on != (s.Token.IDToken != "") {
-			t.Fatalf("end_session %v: ID token kept = %v", on, s.Token.IDToken != "")
-		}
-		req := httptest.NewRequest(http.MethodGet, "https://dash.example.com/oauth2/sign_out", nil)
-		req.AddCookie(cookie)
-		rec := httptest.NewRecorder()
-		h.login.SignOut(rec, req)
-		if _, err := h.load(cookie); !errors.Is(err, session.ErrNoSession) {
-			t.Fatalf("end_session %v: session survived sign-out: %v", on, err)
-		}
-		loc := rec.Header().Get("Location")
-		if !on {
-			if rec.Code != http.StatusOK || loc != "" {
-				t.Fatalf("end_session off: %d %q, want the signed-out page", rec.Code, loc)
+	tests := []struct {
+		name      string
+		on        bool
+		method    string
+		fetchSite string
+		wantIdP   bool
+	}{
+		{"on, link on this site", true, http.MethodGet, "same-origin", true},
+		{"on, typed or bookmarked", true, http.MethodGet, "none", true},
+		{"on, form post", true, http.MethodPost, "", true},
+		{"on, link on another site", true, http.MethodGet, "cross-site", false},
+		{"on, browser without fetch metadata", true, http.MethodGet, "", false},
+		{"off", false, http.MethodGet, "same-origin", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newOIDCHarnessWith(t, false, filters.Lists{}, "", func(c *OIDCConfig, _ *LoginConfig) { c.EndSession = tt.on })
+			h.idp.set(func(f *fakeIDP) { f.endSession = f.issuer + "/logout?tenant=1" })
+			s, cookie := h.signedInSession(t)
+			if tt.on != (s.Token.IDToken != "") {
+				t.Fatalf("ID token kept = %v", s.Token.IDToken != "")
 			}
-			continue
-		}
-		u, err := url.Parse(loc)
-		if err != nil || rec.Code != http.StatusFound || !strings.HasPrefix(loc, h.idp.issuer+"/logout?") {
-			t.Fatalf("sign-out: %d %q", rec.Code, loc)
-		}
-		q := u.Query()
-		if q.Get("id_token_hint") != s.Token.IDToken || q.Get("client_id") != fakeClientID || q.Get("tenant") != "1" ||
-			q.Get("post_logout_redirect_uri") != "https://dash.example.com/oauth2/signed_out" {
-			t.Fatalf("end session request: %s", loc)
-		}
+			req := httptest.NewRequest(tt.method, "https://dash.example.com/oauth2/sign_out", nil)
+			if tt.fetchSite != "" {
+				req.Header.Set("Sec-Fetch-Site", tt.fetchSite)
+			}
+			req.AddCookie(cookie)
+			rec := httptest.NewRecorder()
+			h.login.SignOut(rec, req)
+			if _, err := h.load(cookie); !errors.Is(err, session.ErrNoSession) {
+				t.Fatalf("session survived sign-out: %v", err)
+			}
+			loc := rec.Header().Get("Location")
+			if !tt.wantIdP {
+				if strings.HasPrefix(loc, h.idp.issuer) {
+					t.Fatalf("sent to the provider: %d %q", rec.Code, loc)
+				}
+				return
+			}
+			u, err := url.Parse(loc)
+			if err != nil || rec.Code != http.StatusFound || !strings.HasPrefix(loc, h.idp.issuer+"/logout?") {
+				t.Fatalf("sign-out: %d %q", rec.Code, loc)
+			}
+			q := u.Query()
+			if q.Get("id_token_hint") != s.Token.IDToken || q.Get("client_id") != fakeClientID || q.Get("tenant") != "1" ||
+				q.Get("post_logout_redirect_uri") != "https://dash.example.com/oauth2/signed_out" {
+				t.Fatalf("end session request: %s", loc)
+			}
+		})
 	}
 }
 

@@ -2,15 +2,17 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/assertion"
-
 	"github.com/gatehouse/gatehouse/canonical"
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 )
@@ -37,6 +39,90 @@ type UpstreamConfig struct {
 	// mean (SPEC "Canonical requests"); both refuse by default.
 	EncodedSlashes string `mapstructure:"encoded_slashes"`
 	PathParameters string `mapstructure:"path_parameters"`
+	// TLS is how an https upstream's certificate is checked.
+	TLS UpstreamTLSConfig `mapstructure:"tls"`
+}
+
+// UpstreamTLSConfig is upstream.tls: trust for an https upstream on a
+// private PKI.
+type UpstreamTLSConfig struct {
+	// CAFile is a PEM bundle the upstream's certificate must chain to,
+	// instead of the system's roots: a private upstream is vouched for by
+	// its own CA, and no public CA should be able to stand in for it.
+	CAFile string `mapstructure:"ca_file"`
+	// ServerName is the name the certificate must hold (and the SNI sent),
+	// when the URL's host is not it, e.g. an IP address or a Service name.
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify checks no certificate at all; warned about at
+	// start (see UpstreamConfig.Warnings).
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// set reports whether any key of the section is set.
+func (t UpstreamTLSConfig) set() bool {
+	return t.CAFile != "" || t.ServerName != "" || t.InsecureSkipVerify
+}
+
+// clientConfig is the TLS configuration of connections to the upstream:
+// nil when the section is empty (Go's defaults: the system's roots, the
+// URL's host).
+func (t UpstreamTLSConfig) clientConfig() (*tls.Config, error) {
+	if !t.set() {
+		return nil, nil
+	}
+	c := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, // opt-in, warned about at start
+	}
+	if t.CAFile != "" {
+		pool, err := CertPool(t.CAFile, false)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
+// CertPool reads a PEM bundle of CA certificates. With system true the
+// certificates are added to a copy of the system's roots; otherwise they
+// are the only roots. A file that cannot be read, or that holds no
+// certificate at all (a key, a DER file, an empty mount), is an error:
+// trusting "nothing extra" by mistake would only show as failed
+// handshakes much later.
+func CertPool(file string, system bool) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the CA bundle: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if system {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			pool = sys
+		}
+	}
+	var n int
+	for rest := b; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: a certificate cannot be parsed: %v", file, err)
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", file)
+	}
+	return pool, nil
 }
 
 // HeadersConfig is the headers section: what is sent upstream.
@@ -144,6 +230,20 @@ func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
 	if routes.Paths.PathParameters, err = canonical.ParseParamMode(c.PathParameters); err != nil {
 		ps.Addf("path_parameters", "%v", err)
 	}
+	if c.TLS.set() && target != nil && target.Scheme != "https" {
+		ps.Addf("tls", "applies to an https upstream only; url is %q", c.URL)
+	}
+	if c.TLS.CAFile != "" {
+		if _, err := CertPool(c.TLS.CAFile, false); err != nil {
+			ps.Addf("tls.ca_file", "%v", err)
+		}
+	}
+	if c.TLS.ServerName != "" && !validServerName(c.TLS.ServerName) {
+		ps.Addf("tls.server_name", "%q is not a host name", c.TLS.ServerName)
+	}
+	if c.TLS.InsecureSkipVerify && (c.TLS.CAFile != "" || c.TLS.ServerName != "") {
+		ps.Addf("tls.insecure_skip_verify", "checks no certificate, so ca_file and server_name would be ignored; set one or the other")
+	}
 	for _, raw := range c.SkipAuthRoutes {
 		m, err := parseRoute(raw, true)
 		if err != nil {
@@ -161,6 +261,27 @@ func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
 		routes.API = append(routes.API, m)
 	}
 	return target, routes, ps
+}
+
+// Warnings are the upstream section's start-up warnings.
+func (c *UpstreamConfig) Warnings() []string {
+	if c.TLS.InsecureSkipVerify {
+		return []string{"upstream.tls.insecure_skip_verify is true: THE UPSTREAM'S CERTIFICATE IS NOT CHECKED, so anybody " +
+			"on the network path can pose as the upstream and read every request, identity headers and assertions included; " +
+			"use upstream.tls.ca_file (and server_name) instead"}
+	}
+	return nil
+}
+
+var serverName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
+// validServerName: a DNS name, or an IP address (certificates can hold
+// those too).
+func validServerName(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	return len(s) <= 253 && serverName.MatchString(s)
 }
 
 // Validate checks the headers section.

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +63,21 @@ func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, 
 		ResponseHeaderTimeout: cfg.Timeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	tlsConfig, err := cfg.TLS.clientConfig()
+	if err != nil {
+		// Validated at load moments ago, so the file changed in between;
+		// the watcher sees that change and loads again. Until then no
+		// handshake is trusted: falling back to the system's roots would
+		// trust what the operator chose not to.
+		log.Error("upstream.tls: the upstream cannot be trusted; every request fails until the configuration is fixed", "err", err)
+		tlsConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			VerifyConnection: func(tls.ConnectionState) error {
+				return fmt.Errorf("upstream.tls.ca_file: %w", err)
+			},
+		}
+	}
+	transport.TLSClientConfig = tlsConfig
 	u.rp = &httputil.ReverseProxy{
 		Rewrite: u.rewrite,
 		ModifyResponse: func(resp *http.Response) error {

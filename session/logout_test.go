@@ -27,7 +27,6 @@ func signInBound(t *testing.T, m *Manager, id identity.Identity, sid string) *ht
 func TestBackchannelLogoutEndsWhatItNames(t *testing.T) {
 	ctx := context.Background()
 	bob := identity.Identity{Provider: "corp", Subject: "2", User: "bob"}
-	type cookies struct{ aliceS1, aliceS1b, aliceS2, aliceNoSID, aliceUnbound, bob *http.Cookie }
 	tests := []struct {
 		name     string
 		sid, sub string

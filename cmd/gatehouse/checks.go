@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/internal/confcheck"
+	"github.com/gatehouse/gatehouse/proxy"
 )
 
 // zeroDurationAllowed lists the duration keys for which 0 means something
@@ -52,6 +54,42 @@ func crossChecks(cfg Config, known confcheck.Problems) confcheck.Problems {
 		ps.Addf(d.key, "must be a positive duration such as 30s, got %s", d.value)
 	}
 	return ps
+}
+
+// providerRoots checks auth.ca_file (keys relative to auth) and returns
+// the roots every provider's client trusts: the system's plus the
+// bundle's, because a corporate IdP on a private CA and a public one
+// (GitHub, Google) may be configured side by side. package authn
+// declares the key; the pool is built here, where the client is.
+func providerRoots(caFile string) (*x509.CertPool, confcheck.Problems) {
+	var ps confcheck.Problems
+	if caFile == "" {
+		return nil, nil
+	}
+	pool, err := proxy.CertPool(caFile, true)
+	if err != nil {
+		ps.Addf("ca_file", "%v", err)
+		return nil, ps
+	}
+	return pool, nil
+}
+
+// uiWarnings: ui settings that do nothing with this configuration.
+func uiWarnings(cfg Config) []string {
+	if !cfg.UI.SkipProviderButton {
+		return nil
+	}
+	n := len(cfg.Auth.OIDC)
+	for _, enabled := range []bool{cfg.Auth.GitHub.Enabled, cfg.Auth.GitLab.Enabled, cfg.Auth.Google.Enabled, cfg.Auth.Microsoft.Enabled} {
+		if enabled {
+			n++
+		}
+	}
+	if n == 1 {
+		return nil
+	}
+	return []string{fmt.Sprintf("ui.skip_provider_button: %d sign-in providers are configured, so the sign-in page still shows "+
+		"a button for each; it goes straight to the provider only when there is exactly one", n)}
 }
 
 // checkListen says what is wrong with a listen address, or "".

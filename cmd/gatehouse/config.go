@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/confcheck"
 	"github.com/gatehouse/gatehouse/oauthserver"
 	"github.com/gatehouse/gatehouse/oauthserver/workload"
+	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
@@ -39,6 +41,7 @@ type Config struct {
 	Headers    proxy.HeadersConfig          `mapstructure:"headers"`
 	Policies   []filters.PolicyConfig       `mapstructure:"policies"`
 	DeviceFlow oauthserver.DeviceFlowConfig `mapstructure:"device_flow"`
+	UI         pages.UIConfig               `mapstructure:"ui"`
 	Tokens     tokens.Config                `mapstructure:"tokens"`
 	Logging    LoggingConfig                `mapstructure:"logging"`
 }
@@ -87,6 +90,7 @@ func defaultConfig() Config {
 			PreferredUsername: "X-Forwarded-Preferred-Username",
 			Assertion:         assertion.Config{Enabled: true, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		},
+		UI:         pages.UIConfig{Title: pages.DefaultTitle},
 		DeviceFlow: oauthserver.DeviceFlowConfig{CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: 12 * time.Hour},
 		Tokens: tokens.Config{Scopes: map[string][]tokens.ScopeRuleConfig{
 			"read": {{Methods: []string{"GET", "HEAD"}, Paths: []string{"^/"}}},
@@ -109,8 +113,13 @@ type Loaded struct {
 	Keys      []assertion.Key // assertion signing keys from files; empty: generate
 	Scopes    tokens.Scopes
 	Statics   tokens.Statics
+	Pages     *pages.Renderer // the ui section's pages; nil: the embedded ones
+	// ProviderRoots are the system's roots plus auth.ca_file, for every
+	// provider's HTTP client; nil: the system's roots alone.
+	ProviderRoots *x509.CertPool
 	// Files are the other files the configuration names (allowed e-mails,
-	// *_file secrets, signing keys, the TLS pair): a change to any of them
+	// *_file secrets, signing keys, the TLS pair, CA bundles, the logo,
+	// custom page templates): a change to any of them
 	// reloads the configuration, as a change to File does.
 	Files []string
 	stamp [32]byte // filesHash(watched()) of the contents loaded
@@ -231,6 +240,9 @@ func loadConfig(file string, environ []string) (*Loaded, error) {
 	}
 	cfg.Session.CookieName = defaultCookieName(cfg.Session, cfg.Server.PublicURL)
 	files := namedFiles(reflect.ValueOf(cfg))
+	// Custom templates live in a directory, not a *_file key: watch the
+	// ones present now, so that editing one applies like any other file.
+	files = append(files, cfg.UI.TemplateFiles()...)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		stampFile(stamp, f, b, err)
@@ -347,9 +359,12 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	ps.Nest("server", sps)
 	l.Target, l.Routes, sps = cfg.Upstream.Validate()
 	ps.Nest("upstream", sps)
+	l.Warnings = append(l.Warnings, cfg.Upstream.Warnings()...)
 	var warnings []string
 	l.Global, warnings, sps = cfg.Auth.Validate()
 	l.Warnings = append(l.Warnings, warnings...)
+	ps.Nest("auth", sps)
+	l.ProviderRoots, sps = providerRoots(cfg.Auth.CAFile)
 	ps.Nest("auth", sps)
 	ps.Nest("session", cfg.Session.Validate())
 	l.Warnings = append(l.Warnings, cfg.Session.Store.Warnings()...)
@@ -358,6 +373,9 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	ps.Nest("headers.assertion", sps)
 	l.Policies, sps = filters.CompilePolicies(cfg.Policies)
 	ps.Nest("policies", sps)
+	l.Pages, warnings, sps = cfg.UI.Validate()
+	l.Warnings = append(l.Warnings, warnings...)
+	ps.Nest("ui", sps)
 	ps.Nest("device_flow", cfg.DeviceFlow.Validate())
 	l.Scopes, l.Statics, sps = cfg.Tokens.Compile()
 	ps.Nest("tokens", sps)
@@ -365,6 +383,7 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	ps.Nest("logging", cfg.Logging.Validate())
 	ps = append(ps, crossChecks(cfg, ps)...)
 	l.Warnings = append(l.Warnings, patternWarnings(cfg)...)
+	l.Warnings = append(l.Warnings, uiWarnings(cfg)...)
 	l.Config = cfg
 	return l, ps
 }

@@ -2,19 +2,29 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/session"
 )
 
 const secret = "0123456789abcdef0123456789abcdef-secret"
@@ -926,5 +936,222 @@ func TestSessionCookieNameDefault(t *testing.T) {
 	}
 	if err := yaml.Unmarshal(out.Bytes(), &printed); err != nil || printed.Session.CookieName != "__Host-gatehouse" {
 		t.Fatalf("check printed cookie_name %q (%v):\n%s", printed.Session.CookieName, err, out.String())
+	}
+}
+
+// privateTLSServer is an https server whose certificate chains to no
+// system root (a private PKI), and a PEM file of its CA certificate.
+func privateTLSServer(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "private") }))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return srv, ca
+}
+
+func TestAuthCAFileIsTrustedByProviderClients(t *testing.T) {
+	srv, ca := privateTLSServer(t)
+	l := mustLoad(t, "", append(minimalEnv(), "GATEHOUSE_AUTH_CA_FILE="+ca))
+	if l.ProviderRoots == nil {
+		t.Fatal("auth.ca_file gave no roots")
+	}
+	resp, err := newProviderClient(l.ProviderRoots).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("the provider client does not trust auth.ca_file: %v", err)
+	}
+	_ = resp.Body.Close()
+	if _, err := newProviderClient(nil).Get(srv.URL); err == nil {
+		t.Fatal("without auth.ca_file the private CA is trusted anyway")
+	}
+	if !slices.Contains(l.watched(), ca) {
+		t.Errorf("auth.ca_file is not watched: %q", l.watched())
+	}
+	if l := mustLoad(t, "", minimalEnv()); l.ProviderRoots != nil {
+		t.Error("roots without auth.ca_file: Go's defaults should stay")
+	}
+}
+
+func TestCAFilesAreCheckedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(key, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, ca := privateTLSServer(t)
+	tests := []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"GATEHOUSE_AUTH_CA_FILE=" + filepath.Join(dir, "nope.pem")},
+			"auth.ca_file (GATEHOUSE_AUTH_CA_FILE): cannot read the CA bundle"},
+		{[]string{"GATEHOUSE_AUTH_CA_FILE=" + key},
+			"auth.ca_file (GATEHOUSE_AUTH_CA_FILE): " + key + " holds no PEM certificate"},
+		{[]string{"GATEHOUSE_UPSTREAM_URL=https://app.internal", "GATEHOUSE_UPSTREAM_TLS_CA_FILE=" + key},
+			"upstream.tls.ca_file (GATEHOUSE_UPSTREAM_TLS_CA_FILE): " + key + " holds no PEM certificate"},
+		{[]string{"GATEHOUSE_UPSTREAM_URL=http://app.internal", "GATEHOUSE_UPSTREAM_TLS_CA_FILE=" + ca},
+			"upstream.tls (GATEHOUSE_UPSTREAM_TLS): applies to an https upstream only"},
+	}
+	for _, tt := range tests {
+		lines := problemLines(t, "", append(minimalEnv(), tt.env...))
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.want) {
+			t.Errorf("%q: problems %q, want one starting %q", tt.env, lines, tt.want)
+		}
+	}
+}
+
+func TestUpstreamTLSFromConfig(t *testing.T) {
+	srv, ca := privateTLSServer(t)
+	yaml := minimalYAML + `
+upstream:
+  url: ` + srv.URL + `
+  tls:
+    ca_file: ` + ca + `
+    server_name: example.com
+`
+	l := mustLoad(t, writeFile(t, yaml), nil)
+	if got := l.Config.Upstream.TLS; got.CAFile != ca || got.ServerName != "example.com" || got.InsecureSkipVerify {
+		t.Fatalf("upstream.tls = %+v", got)
+	}
+	if !slices.Contains(l.watched(), ca) {
+		t.Errorf("upstream.tls.ca_file is not watched: %q", l.watched())
+	}
+	for _, w := range l.Warnings {
+		if strings.Contains(w, "insecure_skip_verify") {
+			t.Errorf("warning without insecure_skip_verify: %s", w)
+		}
+	}
+	l = mustLoad(t, "", append(minimalEnv(), "GATEHOUSE_UPSTREAM_URL="+srv.URL, "GATEHOUSE_UPSTREAM_TLS_INSECURE_SKIP_VERIFY=true"))
+	if !slices.ContainsFunc(l.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, "upstream.tls.insecure_skip_verify is true: THE UPSTREAM'S CERTIFICATE IS NOT CHECKED")
+	}) {
+		t.Errorf("no loud warning for insecure_skip_verify: %q", l.Warnings)
+	}
+	// The request goes through the configured transport.
+	a, err := newApp(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	l = mustLoad(t, writeFile(t, yaml), nil)
+	h, err := a.build(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]http.Handler{"insecure_skip_verify": a, "ca_file": h} {
+		sess := session.NewManager(l.Config.Session, a.store, nil)
+		rec := httptest.NewRecorder()
+		if _, err := sess.Create(context.Background(), rec, identity.Identity{Provider: "corp", Subject: "1", User: "alice",
+			Email: "alice@example.com", EmailVerified: true, Groups: []string{"ops"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodGet, "https://dash.example.com/", nil)
+		req.AddCookie(rec.Result().Cookies()[0])
+		got := httptest.NewRecorder()
+		h.ServeHTTP(got, req)
+		if got.Code != http.StatusOK || got.Body.String() != "private" {
+			t.Errorf("%s: %d %q", name, got.Code, got.Body.String())
+		}
+	}
+}
+
+func TestUISection(t *testing.T) {
+	l := mustLoad(t, "", minimalEnv())
+	if l.Config.UI.Title != "Gatehouse" || l.Pages == nil {
+		t.Fatalf("ui defaults: %+v", l.Config.UI)
+	}
+	dir := t.TempDir()
+	logo := filepath.Join(dir, "logo.svg")
+	if err := os.WriteFile(logo, []byte(`<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	templates := filepath.Join(dir, "templates")
+	if err := os.Mkdir(templates, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	signIn := filepath.Join(templates, "sign_in.html")
+	if err := os.WriteFile(signIn, []byte(`{{define "content"}}<h1>Hello from {{.UI.Title}}</h1>{{range .Providers}}<a href="{{.StartURL}}">{{.DisplayName}}</a>{{end}}{{end}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := writeFile(t, minimalYAML+`
+ui:
+  title: "Acme Ops"
+  logo_file: `+logo+`
+  footer_html: '<a href="mailto:ops@example.com">ops</a>'
+  custom_templates_dir: `+templates+`
+  skip_provider_button: false
+`)
+	l = mustLoad(t, file, nil)
+	if c := l.Config.UI; c.Title != "Acme Ops" || c.LogoFile != logo || c.CustomTemplatesDir != templates {
+		t.Fatalf("ui = %+v", c)
+	}
+	for _, f := range []string{logo, signIn} {
+		if !slices.Contains(l.watched(), f) {
+			t.Errorf("%s is not watched: %q", filepath.Base(f), l.watched())
+		}
+	}
+	a, err := newApp(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://dash.example.com/oauth2/sign_in?rd=/x", nil))
+	body := rec.Body.String()
+	for _, want := range []string{"<title>Sign in · Acme Ops</title>", "<h1>Hello from Acme Ops</h1>", "data:image/svg&#43;xml;base64,", // + escaped in the attribute
+		`<a href="mailto:ops@example.com">ops</a>`, `href="/oauth2/start?provider=corp&amp;rd=%2Fx"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("sign-in page lacks %q:\n%s", want, body)
+		}
+	}
+
+	// The environment sets the section too, and skip_provider_button
+	// goes straight to the one provider, keeping rd.
+	l = mustLoad(t, "", append(minimalEnv(), "GATEHOUSE_UI_SKIP_PROVIDER_BUTTON=true", "GATEHOUSE_UI_TITLE=Env Title"))
+	h, err := a.build(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://dash.example.com/oauth2/sign_in?rd=/x", nil))
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/oauth2/start?provider=corp&rd=%2Fx" {
+		t.Errorf("skip_provider_button: %d to %q", rec.Code, rec.Header().Get("Location"))
+	}
+	// With two providers there is nothing to skip to: a warning says so.
+	l = mustLoad(t, "", append(minimalEnv(), "GATEHOUSE_UI_SKIP_PROVIDER_BUTTON=true",
+		"GATEHOUSE_AUTH_OIDC_OTHER_ISSUER_URL=https://other.example.com", "GATEHOUSE_AUTH_OIDC_OTHER_CLIENT_ID=x"))
+	if !slices.ContainsFunc(l.Warnings, func(w string) bool { return strings.HasPrefix(w, "ui.skip_provider_button: 2 sign-in providers") }) {
+		t.Errorf("warnings = %q", l.Warnings)
+	}
+}
+
+func TestCheckRendersCustomTemplates(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "denied.html"), []byte(`{{define "content"}}{{.Mesage}}{{end}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sign_in.html"), []byte(`{{define "content"}}{{range .Providers}}{{end}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	env := append(minimalEnv(), "GATEHOUSE_UI_CUSTOM_TEMPLATES_DIR="+dir, "GATEHOUSE_UI_FOOTER_HTML=<script>x</script>")
+	if code := run([]string{"check"}, strings.NewReader(""), &out, &errOut, env); code != 2 {
+		t.Fatalf("check exit %d, want 2:\n%s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"ui.custom_templates_dir (GATEHOUSE_UI_CUSTOM_TEMPLATES_DIR): denied.html: template: denied.html:1:",
+		`map has no entry for key "Mesage"`,
+		"ui.custom_templates_dir (GATEHOUSE_UI_CUSTOM_TEMPLATES_DIR): sign_in.html: template: sign_in.html:1:",
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n")[1:] {
+		if !problemLine.MatchString(line) && !strings.HasPrefix(line, "warning: ") {
+			t.Errorf("line %q is not `key (GATEHOUSE_KEY): message`", line)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -111,8 +112,11 @@ func (a *app) swap(h http.Handler) { a.current.Store(&h) }
 func (a *app) build(l *Loaded) (http.Handler, error) {
 	cfg := l.Config
 	sessions := session.NewManager(cfg.Session, a.store, nil)
-	pg := pages.New()
-	providerClient := &http.Client{Timeout: 30 * time.Second}
+	pg := l.Pages
+	if pg == nil {
+		pg = pages.New()
+	}
+	providerClient := newProviderClient(l.ProviderRoots)
 	var providers []authn.Provider
 	callback := func(name string) string { return authn.CallbackURL(l.PublicURL, cfg.Server.PathPrefix, name) }
 	if cfg.Auth.GitHub.Enabled {
@@ -122,15 +126,29 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		}
 		providers = append(providers, gh)
 	}
+	if cfg.Auth.Google.Enabled {
+		g, err := authn.NewGoogle(cfg.Auth.Google, l.Global, callback("google"), providerClient)
+		if err != nil {
+			return nil, err
+		}
+		providers = append(providers, g)
+	}
+	if cfg.Auth.Microsoft.Enabled {
+		ms, err := authn.NewMicrosoft(cfg.Auth.Microsoft, l.Global, callback("microsoft"), providerClient)
+		if err != nil {
+			return nil, err
+		}
+		providers = append(providers, ms)
+	}
 	if cfg.Auth.GitLab.Enabled {
 		providers = append(providers, authn.NewGitLab(cfg.Auth.GitLab, l.Global, callback("gitlab"), providerClient))
 	}
-	logout := map[string]http.Handler{}
+	backchannel := map[string]http.Handler{}
 	for _, name := range cfg.Auth.OIDCNames() {
 		p := authn.NewOIDC(name, cfg.Auth.OIDC[name], l.Global, callback(name), providerClient)
 		providers = append(providers, p)
 		if p.BackchannelLogout() {
-			logout[name] = oauthserver.BackchannelLogout(oauthserver.BackchannelConfig{
+			backchannel[name] = oauthserver.BackchannelLogout(oauthserver.BackchannelConfig{
 				Provider: name, Verifier: p, Sessions: sessions, Store: a.store, Logger: a.log,
 			})
 		}
@@ -147,6 +165,7 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		Prefix: cfg.Server.PathPrefix, Secret: cfg.Session.Secret, Cookie: cfg.Session.CookieName,
 		Secure: cfg.Session.CookieSecure, Logger: a.log, Metrics: a.metrics,
 		LinkAccountsByVerifiedEmail: cfg.Auth.LinkAccountsByVerifiedEmail,
+		SkipProviderButton:          cfg.UI.SkipProviderButton,
 	})
 	signer, err := a.signer(l)
 	if err != nil {
@@ -166,11 +185,11 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 			ClientIP: proxy.ClientIP(l.Trusted),
 		})
 	}
-	machines := oauthserver.New(oauthserver.Config{Device: device, Revoke: oauthserver.Revoke(toks, a.log), Logout: logout})
-	var machinesJWT *workload.Verifier
+	machines := oauthserver.New(oauthserver.Config{Device: device, Revoke: oauthserver.Revoke(toks, a.log), Logout: backchannel})
+	var workloads *workload.Verifier
 	if len(cfg.Auth.JWTIssuers) > 0 {
 		var err error
-		if machinesJWT, err = workload.New(cfg.Auth.JWTIssuers, providerClient, nil, a.log); err != nil {
+		if workloads, err = workload.New(cfg.Auth.JWTIssuers, providerClient, nil, a.log); err != nil {
 			return nil, err
 		}
 	}
@@ -179,10 +198,24 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		PublicURL: l.PublicURL, Target: l.Target, Trusted: l.Trusted, Routes: l.Routes,
 		Policies: l.Policies, Login: login, Sessions: sessions,
 		Revalid:   revalid,
-		Assertion: signer, Tokens: toks, Workload: machinesJWT, OAuth: machines, Cookie: cfg.Session.CookieName,
+		Assertion: signer, Tokens: toks, Workload: workloads, OAuth: machines, Cookie: cfg.Session.CookieName,
 		Pages: pg, Logger: a.log, Metrics: a.metrics,
 	})
 	return proxy.Observe(h, a.log, l.Trusted, a.metrics), nil
+}
+
+// newProviderClient is the HTTP client of every provider (discovery,
+// token and user-info calls, JWKS, workload issuers). roots is auth.ca_file
+// added to the system's roots; nil keeps Go's defaults.
+func newProviderClient(roots *x509.CertPool) *http.Client {
+	c := &http.Client{Timeout: 30 * time.Second}
+	if roots == nil {
+		return c
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	c.Transport = t
+	return c
 }
 
 // signer builds the assertion signer, generating a key once per process
