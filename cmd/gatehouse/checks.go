@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"reflect"
 	"regexp/syntax"
 	"slices"
@@ -90,6 +92,24 @@ func uiWarnings(cfg Config) []string {
 	}
 	return []string{fmt.Sprintf("ui.skip_provider_button: %d sign-in providers are configured, so the sign-in page still shows "+
 		"a button for each; it goes straight to the provider only when there is exactly one", n)}
+}
+
+// publicURLWarnings: a public_url on plain http anywhere but loopback
+// sends the session cookie and the providers' codes in clear, and most
+// providers refuse such a redirect URI anyway.
+func publicURLWarnings(public *url.URL) []string {
+	if public == nil || public.Scheme != "http" {
+		return nil
+	}
+	host := public.Hostname()
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return []string{fmt.Sprintf("server.public_url: %q is plain http on a host that is not loopback: the providers' redirect URIs "+
+		"(%s/oauth2/callback/...) and the session cookie travel unencrypted, and most providers refuse such a redirect URI; use https", public.String(), strings.TrimSuffix(public.String(), "/"))}
 }
 
 // checkListen says what is wrong with a listen address, or "".

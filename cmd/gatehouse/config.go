@@ -384,6 +384,7 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	ps = append(ps, crossChecks(cfg, ps)...)
 	l.Warnings = append(l.Warnings, patternWarnings(cfg)...)
 	l.Warnings = append(l.Warnings, uiWarnings(cfg)...)
+	l.Warnings = append(l.Warnings, publicURLWarnings(l.PublicURL)...)
 	l.Config = cfg
 	return l, ps
 }

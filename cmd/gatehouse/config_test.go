@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -1152,6 +1153,26 @@ func TestCheckRendersCustomTemplates(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n")[1:] {
 		if !problemLine.MatchString(line) && !strings.HasPrefix(line, "warning: ") {
 			t.Errorf("line %q is not `key (GATEHOUSE_KEY): message`", line)
+		}
+	}
+}
+
+func TestPublicURLOnPlainHTTPWarns(t *testing.T) {
+	tests := []struct {
+		url  string
+		warn bool
+	}{
+		{"https://dash.example.com", false},
+		{"http://127.0.0.1:4180", false},
+		{"http://localhost:4180", false},
+		{"http://[::1]:4180", false},
+		{"http://dash.example.com", true},
+		{"http://10.0.0.5:4180", true},
+	}
+	for _, tt := range tests {
+		u, _ := url.Parse(tt.url)
+		if got := len(publicURLWarnings(u)) > 0; got != tt.warn {
+			t.Errorf("%s: warning %v, want %v", tt.url, got, tt.warn)
 		}
 	}
 }
