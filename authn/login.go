@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,6 +32,7 @@ type Login struct {
 	now         func() time.Time
 	csrfKey     []byte // keys csrfToken
 	linkByEmail bool
+	clientIP    func(*http.Request) string
 	skipButton  bool
 }
 
@@ -47,6 +49,9 @@ type LoginConfig struct {
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics // may be nil
 	Now       func() time.Time // nil: time.Now
+	// ClientIP tells where a sign-in comes from, for the sessions page;
+	// nil: the TCP peer.
+	ClientIP func(*http.Request) string
 	// LinkAccountsByVerifiedEmail makes sign-ins of one verified e-mail
 	// address with any provider one user (see identity.LinkByEmail).
 	LinkAccountsByVerifiedEmail bool
@@ -60,12 +65,16 @@ func NewLogin(c LoginConfig) *Login {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ClientIP == nil {
+		c.ClientIP = peer
+	}
 	l := &Login{
 		providers: c.Providers, byName: map[string]Provider{}, sessions: c.Sessions, pages: c.Pages,
 		state:  newStateCookies(c.Secret, c.Cookie, c.Prefix+"/callback/", c.Secure, c.Now),
 		public: c.PublicURL, prefix: c.Prefix, log: c.Logger, metrics: c.Metrics, now: c.Now,
 		csrfKey:     []byte("gatehouse session csrf v1\x00" + c.Secret),
 		linkByEmail: c.LinkAccountsByVerifiedEmail,
+		clientIP:    c.ClientIP,
 		skipButton:  c.SkipProviderButton,
 	}
 	for _, p := range c.Providers {
@@ -189,7 +198,7 @@ func (l *Login) Callback(p Provider) http.Handler {
 		}
 		// A provider that may end this session by back-channel logout gets
 		// it bound to its provider session (session.WithBackchannelLogout).
-		var opts []session.CreateOption
+		opts := []session.CreateOption{session.WithClient(l.clientIP(r), r.UserAgent())}
 		if bc, ok := p.(backchanneler); ok && bc.BackchannelLogout() {
 			opts = append(opts, session.WithBackchannelLogout())
 		}
@@ -210,6 +219,15 @@ func (l *Login) Callback(p Provider) http.Handler {
 // backchanneler is a provider that may end sessions through OpenID Connect
 // Back-Channel Logout (see OIDC.BackchannelLogout).
 type backchanneler interface{ BackchannelLogout() bool }
+
+// peer is the TCP peer's address, for a Login without ClientIP.
+func peer(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
 
 // link applies auth.link_accounts_by_verified_email to id.
 func (l *Login) link(id identity.Identity) identity.Identity {

@@ -317,6 +317,12 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = d.store.Delete(ctx, dcKey)
 	d.pending.release(dcKey)
+	// Listed on the person's sessions page, where it can be ended.
+	handle, record := tokens.Names(raw)
+	_ = d.sessions.Index().Add(ctx, tok.Identity, session.Entry{
+		Handle: handle, Kind: session.KindDevice, Provider: tok.Identity.Provider, Record: record,
+		CreatedAt: now, ExpiresAt: tok.ExpiresAt, ClientID: rec.ClientID, Scopes: rec.Scopes,
+	})
 	d.metrics.DeviceAuth("token_issued")
 	d.log.Info("token issued", "event", "token_issue", "user", tok.Identity.User, "client", rec.ClientID,
 		"scopes", strings.Join(rec.Scopes, " "))

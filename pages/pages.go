@@ -21,7 +21,7 @@ var files embed.FS
 // pageNames are the pages, each rendered inside layout.html. A file of the
 // same name (sign_in.html, layout.html, ...) in ui.custom_templates_dir
 // replaces the embedded one.
-var pageNames = []string{"sign_in", "denied", "error", "signed_out", "sign_out_all", "device"}
+var pageNames = []string{"sign_in", "denied", "error", "signed_out", "sign_out_all", "device", "sessions"}
 
 // baseCSP is every page's Content-Security-Policy: no script, no external
 // anything; img-src is added for a configured logo.
@@ -197,6 +197,31 @@ func (r *Renderer) write(w http.ResponseWriter, status int, page []byte) {
 	NoStore(h)
 	w.WriteHeader(status)
 	_, _ = w.Write(page)
+}
+
+// SessionRow is one line of the sessions page, already formatted.
+type SessionRow struct {
+	ID, Kind, Provider, ClientID, Scopes string
+	Created, LastSeen, Where             string
+	Current                              bool
+}
+
+// SessionsPage is what the sessions page shows: the signed-in person's
+// sessions and tokens, each with a form that ends it (POST action with
+// the CSRF token), and one that ends them all.
+type SessionsPage struct {
+	Who, Action, CSRF, Notice string
+	Sessions                  []SessionRow
+}
+
+// Sessions renders the sessions page.
+func (r *Renderer) Sessions(w http.ResponseWriter, p SessionsPage) {
+	r.render(w, http.StatusOK, "sessions", sessionsData(p))
+}
+
+func sessionsData(p SessionsPage) map[string]any {
+	return map[string]any{"Title": "Your sessions", "Who": p.Who, "Action": p.Action, "CSRF": p.CSRF,
+		"Notice": p.Notice, "Sessions": p.Sessions}
 }
 
 // DeviceRequest describes a device authorization waiting for approval.

@@ -248,6 +248,15 @@ func samples(page string) []map[string]any {
 				Request: &DeviceRequest{Client: "gatehouse-cli", Scopes: []string{"read"}, UserCode: "ABCD-EFGH"}}),
 			deviceData(DevicePage{Action: "/oauth2/device", Done: "Device connected"}),
 		}
+	case "sessions":
+		return []map[string]any{
+			sessionsData(SessionsPage{Who: "alice@example.com", Action: "/oauth2/sessions", CSRF: "csrf", Notice: "Session ended.",
+				Sessions: []SessionRow{
+					{ID: "a", Kind: "browser", Provider: "corp", Created: "2026-01-02 10:00 UTC", LastSeen: "2026-01-02 11:00 UTC", Where: "192.0.2.1 · Firefox", Current: true},
+					{ID: "b", Kind: "device", Provider: "corp", ClientID: "gatehouse-cli", Scopes: "read", Created: "2026-01-02 10:00 UTC"},
+				}}),
+			sessionsData(SessionsPage{Who: "alice@example.com", Action: "/oauth2/sessions", CSRF: "csrf"}),
+		}
 	}
 	return []map[string]any{{"Title": page}}
 }

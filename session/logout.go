@@ -34,7 +34,16 @@ const logoutTTLMargin = time.Hour
 // CreateOption changes how Create starts a session.
 type CreateOption func(*createOptions)
 
-type createOptions struct{ backchannel bool }
+type createOptions struct {
+	backchannel         bool
+	clientIP, userAgent string
+}
+
+// WithClient records where the session was begun from (the client's
+// address and User-Agent), for the sessions page.
+func WithClient(ip, userAgent string) CreateOption {
+	return func(o *createOptions) { o.clientIP, o.userAgent = ip, userAgent }
+}
 
 // WithBackchannelLogout binds the new session to its provider session, so
 // that EndProviderSessions can end it: for providers that send OpenID

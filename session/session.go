@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,7 @@ type Manager struct {
 	store  sessionstore.Store
 	now    func() time.Time
 	opened *openCache
+	index  *Index
 }
 
 // NewManager returns a Manager over store. cfg must have been validated.
@@ -85,8 +87,11 @@ func NewManager(cfg Config, store sessionstore.Store, now func() time.Time) *Man
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{cfg: cfg, store: store, now: now, opened: newOpenCache(openCacheSize)}
+	return &Manager{cfg: cfg, store: store, now: now, opened: newOpenCache(openCacheSize), index: NewIndex(store, cfg.Secret, now)}
 }
+
+// Index returns the per-user index of sessions and tokens.
+func (m *Manager) Index() *Index { return m.index }
 
 // Store returns the underlying store (for readiness checks).
 func (m *Manager) Store() sessionstore.Store { return m.store }
@@ -119,6 +124,12 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, id identity
 	if err := m.write(ctx, s, true); err != nil {
 		return nil, err
 	}
+	// Listed for the sessions page; best effort (see Index).
+	_ = m.index.Add(ctx, id, Entry{
+		Handle: s.ID(), Kind: KindBrowser, Provider: id.Provider, Record: t.storeKey(),
+		CreatedAt: now, ExpiresAt: now.Add(m.cfg.Lifetime), ClientIP: o.clientIP, UserAgent: o.userAgent,
+	})
+	m.noteSeen(ctx, s)
 	http.SetCookie(w, m.cookie(t.String(), int(m.cfg.Lifetime/time.Second)))
 	return s, nil
 }
@@ -261,6 +272,7 @@ func (m *Manager) load(ctx context.Context, value string, t ticket, cached openE
 		case err != nil:
 			return nil, fmt.Errorf("session store: %w", err)
 		}
+		m.noteSeen(ctx, s)
 	}
 	return s, nil
 }
@@ -289,7 +301,21 @@ func (m *Manager) EndAll(ctx context.Context, id identity.Identity) error {
 	if err != nil {
 		return err
 	}
-	return m.store.Set(ctx, generationKey(id), []byte(gen), generationTTL)
+	if err := m.store.Set(ctx, generationKey(id), []byte(gen), generationTTL); err != nil {
+		return err
+	}
+	// Ended already; their records go too, so nothing of them lingers in
+	// the store (best effort: the generation is what ends them).
+	m.index.deleteAll(ctx, id)
+	return nil
+}
+
+// noteSeen records when s was last used, for the sessions page of its
+// user's other sessions (best effort).
+func (m *Manager) noteSeen(ctx context.Context, s *Session) {
+	if ttl := m.remaining(s); ttl > 0 {
+		_ = m.store.Set(ctx, seenKey(s.ID()), []byte(strconv.FormatInt(s.LastSeen.Unix(), 10)), ttl)
+	}
 }
 
 // Generations. Each user has one positive record in the store, a random

@@ -185,3 +185,11 @@ func publicID(raw string) string {
 	h := sha256.Sum256([]byte("gatehouse token sid v1\x00" + raw))
 	return base64.RawURLEncoding.EncodeToString(h[:16])
 }
+
+// Names returns the public id of an issued token (as Lookup reports it)
+// and the store key of its record, for the per-user index: neither can be
+// used as the token.
+func Names(raw string) (id, record string) {
+	record, _ = derive(raw)
+	return publicID(raw), record
+}

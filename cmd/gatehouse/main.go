@@ -63,6 +63,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer, environ []string)
 		newLoginCommand(stdout, stderr),
 		newTokenCommand(stdout),
 		newLogoutCommand(stdout),
+		newSessionsCommand(stdout),
 	)
 	return root
 }
