@@ -135,7 +135,9 @@ type Signer struct {
 	jwks     []byte
 	now      func() time.Time
 
-	cache *bounded.Map[string, cached] // by session id and identity version
+	// cache is keyed by audience and by session id and identity version:
+	// an assertion made for one upstream must never be handed to another.
+	cache *bounded.Map[string, cached]
 }
 
 type cached struct {
@@ -187,9 +189,19 @@ type Claims struct {
 	SessionID         string   `json:"sid,omitempty"`
 }
 
-// Sign returns a JWT asserting id. sid is a hash of the session id (never
-// the id itself).
+// Audience is the aud of assertions signed without one of their own.
+func (s *Signer) Audience() string { return s.audience }
+
+// Sign returns a JWT asserting id for the default audience. sid is a hash
+// of the session id (never the id itself).
 func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
+	return s.SignFor(s.audience, id, sid)
+}
+
+// SignFor returns a JWT asserting id to audience: with several upstreams
+// (routes), each gets assertions naming it, so one cannot replay what it
+// received against another.
+func (s *Signer) SignFor(audience string, id identity.Identity, sid string) (string, error) {
 	now := s.now()
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
@@ -202,7 +214,7 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 	c := Claims{
 		Claims: jwt.Claims{
 			Issuer:   s.issuer,
-			Audience: jwt.Audience{s.audience},
+			Audience: jwt.Audience{audience},
 			Subject:  id.Key(),
 			ID:       base64.RawURLEncoding.EncodeToString(jti),
 			IssuedAt: jwt.NewNumericDate(now),
@@ -220,15 +232,25 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 // request's cost; an assertion is a bearer proof of identity for a short
 // time, not a per-request nonce.
 func (s *Signer) SignCached(key string, id identity.Identity, sid string) (string, error) {
+	return s.SignCachedFor(s.audience, key, id, sid)
+}
+
+// SignCachedFor is SignCached for audience. The cache key holds the
+// audience, so the same session reaching two upstreams gets one assertion
+// for each.
+func (s *Signer) SignCachedFor(audience, key string, id identity.Identity, sid string) (string, error) {
 	now := s.now()
-	if c, ok := s.cache.Get(key); ok && now.Before(c.renewAt) {
+	// "\x00" cannot occur in a host name, so no audience and key pair
+	// reads as another.
+	ck := audience + "\x00" + key
+	if c, ok := s.cache.Get(ck); ok && now.Before(c.renewAt) {
 		return c.jwt, nil
 	}
-	jwt, err := s.Sign(id, sid)
+	jwt, err := s.SignFor(audience, id, sid)
 	if err != nil {
 		return "", err
 	}
-	s.cache.Put(key, cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)})
+	s.cache.Put(ck, cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)})
 	return jwt, nil
 }
 

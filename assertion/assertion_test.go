@@ -154,3 +154,57 @@ func TestSignCachedReusesUntilHalfLife(t *testing.T) {
 		t.Fatal("assertion reused past half its lifetime")
 	}
 }
+
+func TestSignCachedForKeepsAudiencesApart(t *testing.T) {
+	k, _ := GenerateKey()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s, _ := NewSigner([]Key{k}, "https://auth.example.com", "default.internal", 4*time.Minute, func() time.Time { return now })
+	id := identity.Identity{Provider: "p", Subject: "1"}
+	audOf := func(raw string) []string {
+		t.Helper()
+		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c Claims
+		if err := tok.Claims(k.key.Public(), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Audience
+	}
+	tests := []struct {
+		name     string
+		sign     func() (string, error)
+		wantAuds []string
+	}{
+		{"default audience", func() (string, error) { return s.SignCached("sid|v1", id, "sid") }, []string{"default.internal"}},
+		{"grafana", func() (string, error) { return s.SignCachedFor("grafana.example.com", "sid|v1", id, "sid") }, []string{"grafana.example.com"}},
+		{"prometheus", func() (string, error) { return s.SignCachedFor("prometheus.example.com", "sid|v1", id, "sid") }, []string{"prometheus.example.com"}},
+		{"uncached", func() (string, error) { return s.SignFor("alerts.example.com", id, "sid") }, []string{"alerts.example.com"}},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := tt.sign()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := audOf(raw); len(got) != 1 || got[0] != tt.wantAuds[0] {
+				t.Fatalf("aud = %v, want %v", got, tt.wantAuds)
+			}
+			if other, ok := seen[raw]; ok {
+				t.Fatalf("the assertion for %s was reused for %s", other, tt.name)
+			}
+			seen[raw] = tt.name
+		})
+	}
+	// Within one audience the cache still works.
+	a1, _ := s.SignCachedFor("grafana.example.com", "sid|v1", id, "sid")
+	a2, _ := s.SignCachedFor("grafana.example.com", "sid|v1", id, "sid")
+	if a1 != a2 {
+		t.Fatal("assertion for one audience not reused")
+	}
+	if s.Audience() != "default.internal" {
+		t.Fatalf("Audience() = %q", s.Audience())
+	}
+}

@@ -34,6 +34,23 @@ type Login struct {
 	linkByEmail bool
 	clientIP    func(*http.Request) string
 	skipButton  bool
+	routeHost   func(host string) bool // hosts rd may name besides public's; nil: none
+	handoff     Handoff                // nil: no hand-off
+}
+
+// ErrBadBinding is what Handoff.Issue returns for a binding it did not
+// make: the browser is sent back to be bound again.
+var ErrBadBinding = errors.New("hand-off: malformed binding")
+
+// Handoff hands a signed-in browser over to a route host that cannot read
+// the auth host's session cookie (see package handoff).
+type Handoff interface {
+	// Covers reports whether rd, an absolute URL SafeRedirectTo accepted,
+	// is on a host that gets its session by hand-off.
+	Covers(rd string) bool
+	// Issue returns the URL on rd's host that exchanges a fresh code for
+	// a session like s, for the browser bound with binding.
+	Issue(ctx context.Context, s *session.Session, rd, binding string) (string, error)
 }
 
 // LoginConfig gathers what Login depends on.
@@ -58,6 +75,12 @@ type LoginConfig struct {
 	// SkipProviderButton (ui.skip_provider_button) makes the sign-in page
 	// go straight to /start when there is exactly one provider.
 	SkipProviderButton bool
+	// RouteHost reports whether a host (any port) is one a route answers:
+	// rd may name it. nil: only public_url's host.
+	RouteHost func(host string) bool
+	// Handoff gives route hosts sessions of their own; nil: none (a shared
+	// cookie_domain, or no routes).
+	Handoff Handoff
 }
 
 // NewLogin builds the sign-in handlers.
@@ -76,6 +99,8 @@ func NewLogin(c LoginConfig) *Login {
 		linkByEmail: c.LinkAccountsByVerifiedEmail,
 		clientIP:    c.ClientIP,
 		skipButton:  c.SkipProviderButton,
+		routeHost:   c.RouteHost,
+		handoff:     c.Handoff,
 	}
 	for _, p := range c.Providers {
 		l.byName[p.Name()] = p
@@ -105,7 +130,7 @@ func (l *Login) SignInURL(rd string) string {
 // SignIn serves GET sign_in: one button per provider, or, with
 // SkipProviderButton and a single provider, a redirect to its start.
 func (l *Login) SignIn(w http.ResponseWriter, r *http.Request) {
-	rd := SafeRedirect(r.URL.Query().Get("rd"), l.public)
+	rd := l.safeRedirect(r.URL.Query().Get("rd"))
 	start := func(p Provider) string {
 		return l.prefix + "/start?provider=" + url.QueryEscape(p.Name()) + "&rd=" + url.QueryEscape(rd)
 	}
@@ -127,9 +152,20 @@ func (l *Login) SignIn(w http.ResponseWriter, r *http.Request) {
 // sends the browser to the provider.
 func (l *Login) Start(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	rd := l.safeRedirect(q.Get("rd"))
+	if l.handoff != nil && l.handoff.Covers(rd) && l.handOff(w, r, rd, q.Get("binding")) {
+		return
+	}
 	name := q.Get("provider")
 	if name == "" && len(l.providers) == 1 {
 		name = l.providers[0].Name()
+	}
+	if name == "" && len(l.providers) > 1 {
+		// A route host sends browsers here without a provider: they
+		// choose on the sign-in page.
+		pages.NoStore(w.Header())
+		http.Redirect(w, r, l.SignInURL(rd), http.StatusFound)
+		return
 	}
 	p, ok := l.byName[name]
 	if !ok {
@@ -137,7 +173,7 @@ func (l *Login) Start(w http.ResponseWriter, r *http.Request) {
 			"The sign-in link names a provider this site does not use.", l.prefix+"/sign_in")
 		return
 	}
-	st := newLoginState(p.Name(), SafeRedirect(q.Get("rd"), l.public), l.now())
+	st := newLoginState(p.Name(), rd, l.now())
 	target, err := p.AuthCodeURL(r.Context(), st)
 	if err != nil {
 		l.fail(w, r, p.Name(), err)
@@ -146,6 +182,47 @@ func (l *Login) Start(w http.ResponseWriter, r *http.Request) {
 	l.state.prune(w, r)
 	l.state.set(w, st)
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// safeRedirect is where rd may send a browser (see SafeRedirectTo).
+func (l *Login) safeRedirect(rd string) string { return SafeRedirectTo(rd, l.public, l.routeHost) }
+
+// handOff continues a browser a route host sent here (rd is on that
+// host): signed in here, it goes back with a hand-off code; otherwise it
+// signs in first, and the callback's redirect to rd brings it back here
+// through the route host. It reports whether it answered.
+func (l *Login) handOff(w http.ResponseWriter, r *http.Request, rd, binding string) bool {
+	s, err := l.sessions.Load(r.Context(), r)
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		return false
+	case err != nil:
+		l.log.Error("loading session for hand-off", "event", "handoff", "err", err)
+		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+			"Sessions cannot be checked right now. Please try again in a moment.", "")
+		return true
+	}
+	pages.NoStore(w.Header())
+	loc, err := "", ErrBadBinding
+	if binding != "" {
+		loc, err = l.handoff.Issue(r.Context(), s, rd, binding)
+	}
+	if errors.Is(err, ErrBadBinding) {
+		// Not a route host's bounce (a link, a bookmark): only that host
+		// can bind the browser a code is for, so the browser goes there
+		// first and comes back bound.
+		http.Redirect(w, r, rd, http.StatusFound)
+		return true
+	}
+	if err != nil {
+		l.log.Error("issuing hand-off code", "event", "handoff", "user", s.Identity.User, "err", err)
+		l.pages.Error(w, http.StatusServiceUnavailable, "Service unavailable",
+			"Your sign-in could not be passed on to that site right now. Please try again in a moment.", "")
+		return true
+	}
+	l.log.Info("hand-off code issued", "event", "handoff", "user", s.Identity.User, "sid", s.ID())
+	http.Redirect(w, r, loc, http.StatusFound)
+	return true
 }
 
 // Callback serves GET callback/NAME for provider p.
@@ -303,7 +380,7 @@ func (l *Login) SignOut(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if rd := r.URL.Query().Get("rd"); rd != "" {
-		http.Redirect(w, r, SafeRedirect(rd, l.public), http.StatusFound)
+		http.Redirect(w, r, l.safeRedirect(rd), http.StatusFound)
 		return
 	}
 	l.pages.SignedOut(w, l.prefix+"/sign_in")
@@ -346,7 +423,7 @@ func (l *Login) confirmSignOutAll(w http.ResponseWriter, r *http.Request, s *ses
 	cancel := "/"
 	if rd := r.URL.Query().Get("rd"); rd != "" {
 		action += "&rd=" + url.QueryEscape(rd)
-		cancel = SafeRedirect(rd, l.public)
+		cancel = l.safeRedirect(rd)
 	}
 	l.pages.SignOutAll(w, s.Identity.DisplayName(), action, l.csrfToken(s), cancel)
 }

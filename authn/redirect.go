@@ -13,6 +13,15 @@ const maxRedirectLen = 4096
 // decides where Gatehouse may send a browser after sign-in or sign-out, so
 // that rd can never make Gatehouse an open redirector.
 func SafeRedirect(rd string, public *url.URL) string {
+	return SafeRedirectTo(rd, public, nil)
+}
+
+// SafeRedirectTo is SafeRedirect that also accepts an absolute URL on a
+// host for which routeHost reports true, with any port: the hosts routes
+// answer, which sign-in sends browsers back to. Such a URL must be https,
+// or http when public_url is http too, so that a link cannot downgrade the
+// way back (and a hand-off code on it) to plain http.
+func SafeRedirectTo(rd string, public *url.URL, routeHost func(host string) bool) string {
 	if rd == "" || len(rd) > maxRedirectLen {
 		return "/"
 	}
@@ -37,8 +46,12 @@ func SafeRedirect(rd string, public *url.URL) string {
 	if err != nil || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return "/"
 	}
-	if public == nil || !strings.EqualFold(u.Host, public.Host) || u.Scheme != public.Scheme {
-		return "/"
+	if public != nil && strings.EqualFold(u.Host, public.Host) && u.Scheme == public.Scheme {
+		return u.String()
 	}
-	return u.String()
+	downgrade := u.Scheme == "http" && (public == nil || public.Scheme != "http")
+	if routeHost != nil && u.Host != "" && !downgrade && routeHost(u.Host) {
+		return u.String()
+	}
+	return "/"
 }

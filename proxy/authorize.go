@@ -75,7 +75,15 @@ func (h *Handler) check(id identity.Identity, machine bool, t target) filters.De
 	if t.kind != routeKnown {
 		return filters.Allow
 	}
-	return t.restrict(h.o.Policies, id)
+	if d := t.restrict(h.o.Policies, id); !d.Allowed || t.route == nil {
+		return d
+	}
+	// A route's own filters and policies hold on top of the global ones,
+	// for every kind of identity, as policies do.
+	if d := t.restrict(t.route.filter, id); !d.Allowed {
+		return d
+	}
+	return t.restrict(t.route.policies, id)
 }
 
 // authorizeBearer authenticates by an Authorization: Bearer token alone.
@@ -161,13 +169,21 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, s *session.
 }
 
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, t target) {
-	api := t.kind == routeKnown && t.matches(func(_, path string) bool { return matchAny(h.o.Routes.API, "", path) })
+	apiRoutes := h.o.Routes.API
+	if t.route != nil {
+		apiRoutes = t.route.api
+	}
+	api := t.kind == routeKnown && t.matches(func(_, path string) bool { return matchAny(apiRoutes, "", path) })
 	if api || pages.WantsJSON(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
 		pages.JSONError(w, http.StatusUnauthorized, "unauthorized", "authentication required")
 		return
 	}
 	signIn := h.o.Login.SignInURL(r.URL.RequestURI())
+	if t.route != nil && !h.onAuthHost(r) {
+		// Sign-in happens on the auth host only.
+		signIn = h.startURL(w, r)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		// Redirecting would turn a POST into a GET and drop its body.
 		h.o.Pages.Error(w, http.StatusUnauthorized, "Sign-in required", "Please sign in, then try again.", signIn)

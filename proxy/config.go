@@ -41,7 +41,16 @@ type UpstreamConfig struct {
 	PathParameters string `mapstructure:"path_parameters"`
 	// TLS is how an https upstream's certificate is checked.
 	TLS UpstreamTLSConfig `mapstructure:"tls"`
+	// SetAuthorization sends the upstream "Authorization: Bearer" with the
+	// assertion or the provider's access token: none (""), assertion or
+	// access_token. With routes it is their default.
+	SetAuthorization string `mapstructure:"set_authorization"`
 }
+
+// DefaultUpstreamURL is upstream.url's default. With routes configured,
+// the upstream section only lends its defaults to them, and any other URL
+// there would be silently unused: it is refused instead.
+const DefaultUpstreamURL = "http://127.0.0.1:8080"
 
 // UpstreamTLSConfig is upstream.tls: trust for an https upstream on a
 // private PKI.
@@ -230,19 +239,9 @@ func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
 	if routes.Paths.PathParameters, err = canonical.ParseParamMode(c.PathParameters); err != nil {
 		ps.Addf("path_parameters", "%v", err)
 	}
-	if c.TLS.set() && target != nil && target.Scheme != "https" {
-		ps.Addf("tls", "applies to an https upstream only; url is %q", c.URL)
-	}
-	if c.TLS.CAFile != "" {
-		if _, err := CertPool(c.TLS.CAFile, false); err != nil {
-			ps.Addf("tls.ca_file", "%v", err)
-		}
-	}
-	if c.TLS.ServerName != "" && !validServerName(c.TLS.ServerName) {
-		ps.Addf("tls.server_name", "%q is not a host name", c.TLS.ServerName)
-	}
-	if c.TLS.InsecureSkipVerify && (c.TLS.CAFile != "" || c.TLS.ServerName != "") {
-		ps.Addf("tls.insecure_skip_verify", "checks no certificate, so ca_file and server_name would be ignored; set one or the other")
+	c.TLS.validate(&ps, target, "url", c.URL)
+	if _, err := parseAuthorizationMode(c.SetAuthorization); err != nil {
+		ps.Addf("set_authorization", "%v", err)
 	}
 	for _, raw := range c.SkipAuthRoutes {
 		m, err := parseRoute(raw, true)
@@ -261,6 +260,48 @@ func (c *UpstreamConfig) Validate() (*url.URL, Routes, confcheck.Problems) {
 		routes.API = append(routes.API, m)
 	}
 	return target, routes, ps
+}
+
+// validate checks the section for an upstream at target (nil when its
+// URL, the key urlKey with value raw, is invalid).
+func (t UpstreamTLSConfig) validate(ps *confcheck.Problems, target *url.URL, urlKey, raw string) {
+	if t.set() && target != nil && target.Scheme != "https" {
+		ps.Addf("tls", "applies to an https upstream only; %s is %q", urlKey, raw)
+	}
+	if t.CAFile != "" {
+		if _, err := CertPool(t.CAFile, false); err != nil {
+			ps.Addf("tls.ca_file", "%v", err)
+		}
+	}
+	if t.ServerName != "" && !validServerName(t.ServerName) {
+		ps.Addf("tls.server_name", "%q is not a host name", t.ServerName)
+	}
+	if t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != "") {
+		ps.Addf("tls.insecure_skip_verify", "checks no certificate, so ca_file and server_name would be ignored; set one or the other")
+	}
+}
+
+// ValidateWithRoutes checks the section when routes are configured: it is
+// then the one-route shorthand's defaults only (pass_host_header,
+// timeout, set_authorization, encoded_slashes, path_parameters), and the
+// keys that describe the single upstream itself must stay unset, or they
+// would be silently ignored.
+func (c *UpstreamConfig) ValidateWithRoutes() confcheck.Problems {
+	var ps confcheck.Problems
+	if c.URL != DefaultUpstreamURL && c.URL != "" {
+		ps.Addf("url", "must be left unset when routes are configured: upstream is the shorthand for one route; "+
+			"give each upstream its own routes entry (its to: %q)", c.URL)
+	}
+	if len(c.SkipAuthRoutes) > 0 {
+		ps.Addf("skip_auth_routes", "must be empty when routes are configured; set skip_auth_routes on each route")
+	}
+	if len(c.APIRoutes) > 0 {
+		ps.Addf("api_routes", "must be empty when routes are configured; set api_routes on each route")
+	}
+	if c.TLS.set() {
+		ps.Addf("tls", "must be empty when routes are configured; set tls on each route")
+	}
+	return ps
 }
 
 // Warnings are the upstream section's start-up warnings.

@@ -76,7 +76,7 @@ func (h *Handler) forwardAuthFor(w http.ResponseWriter, r *http.Request, t targe
 	r = r.Clone(r.Context())
 	r.Header.Set("Accept", "application/json")
 	f, ok := h.authorize(w, r, t)
-	if !ok || !h.sign(w, r, f) {
+	if !ok || !h.sign(w, r, f, nil) {
 		return
 	}
 	noteUser(r.Context(), f.identity.User)

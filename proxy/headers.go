@@ -30,7 +30,11 @@ var alwaysReserved = []string{
 	"X-Auth-Request-Access-Token", "X-Auth-Request-Redirect", "X-Remote-User",
 }
 
-func newIdentityHeaders(cfg HeadersConfig) *identityHeaders {
+// newIdentityHeaders knows the headers of cfg. extra are more names to
+// remove from every request: with routes, each route's identity headers
+// are removed on every route, so no client can bring one of them to an
+// upstream that does not set it.
+func newIdentityHeaders(cfg HeadersConfig, extra ...string) *identityHeaders {
 	h := &identityHeaders{cfg: cfg, reserved: map[string]bool{}}
 	canon := func(n string) string {
 		if n == "" {
@@ -43,7 +47,7 @@ func newIdentityHeaders(cfg HeadersConfig) *identityHeaders {
 	for _, n := range alwaysReserved {
 		h.reserved[normalizeHeader(n)] = true
 	}
-	for _, n := range []string{cfg.User, cfg.Email, cfg.Groups, cfg.PreferredUsername, cfg.Assertion.Header} {
+	for _, n := range append([]string{cfg.User, cfg.Email, cfg.Groups, cfg.PreferredUsername, cfg.Assertion.Header}, extra...) {
 		if n != "" {
 			h.reserved[normalizeHeader(n)] = true
 		}

@@ -48,6 +48,25 @@ type Options struct {
 	Pages     *pages.Renderer
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics // may be nil
+	// RouteTable holds the routes (several upstreams, by host and path);
+	// nil: the single upstream at Target.
+	RouteTable *RouteTable
+	// Handoff gives each route host a session of its own (package
+	// handoff); nil when a shared cookie_domain does, or without routes.
+	Handoff Handoff
+	// Account serves GET and POST <prefix>/sessions (the person's
+	// sessions page); nil: not served.
+	Account http.Handler
+}
+
+// Handoff is what the proxy needs of the hand-off between the auth host
+// and route hosts (see package handoff).
+type Handoff interface {
+	// ServeHTTP serves GET <prefix>/handoff on a route host.
+	http.Handler
+	// Bind sets the browser's binding cookie on a route host before it is
+	// sent to the auth host, and returns what /start passes on.
+	Bind(w http.ResponseWriter) (string, error)
 }
 
 // Handler is the whole of Gatehouse's HTTP surface on server.listen.
@@ -57,10 +76,13 @@ type Handler struct {
 	// forward sends an allowed request on: the reverse proxy to the
 	// upstream (a field so benchmarks can measure the gate alone).
 	forward http.Handler
-	headers *identityHeaders
-	values  *valuesCache
-	trusted trustedProxies
-	mux     *http.ServeMux
+	// routeForward are the routes' reverse proxies, by Route.index.
+	routeForward []http.Handler
+	publicHost   string // canonical host name of public_url: the auth host
+	headers      *identityHeaders
+	values       *valuesCache
+	trusted      trustedProxies
+	mux          *http.ServeMux
 }
 
 // New builds the handler.
@@ -70,9 +92,13 @@ func New(o Options) *Handler {
 		o.OAuth = oauthserver.New(oauthserver.Config{})
 	}
 	h := &Handler{o: o, prefix: o.Server.PathPrefix, trusted: trustedProxies(o.Trusted)}
-	h.headers = newIdentityHeaders(o.Headers)
 	h.values = newValuesCache(4096)
-	h.forward = newUpstream(o.Target, o.Upstream, h.headers, h.trusted, o.Cookie, o.Pages, o.Logger, o.Metrics)
+	if o.RouteTable == nil {
+		h.headers = newIdentityHeaders(o.Headers)
+		h.forward = newUpstream(o.Target, o.Upstream, h.headers, h.trusted, o.Cookie, o.Pages, o.Logger, o.Metrics)
+	} else {
+		h.buildRoutes()
+	}
 
 	mux := http.NewServeMux()
 	p := h.prefix
@@ -91,6 +117,13 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+p+"/userinfo", h.userinfo)
 	mux.HandleFunc("GET "+p+"/auth", h.forwardAuth)
 	mux.HandleFunc("GET "+p+"/jwks.json", h.jwks)
+	if o.Handoff != nil {
+		mux.Handle("GET "+p+"/handoff", o.Handoff)
+	}
+	if o.Account != nil {
+		mux.Handle("GET "+p+"/sessions", o.Account)
+		mux.Handle("POST "+p+"/sessions", o.Account)
+	}
 	o.OAuth.Register(mux, p)
 	h.mux = mux
 	return h
@@ -137,8 +170,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case clean == h.prefix || strings.HasPrefix(clean, h.prefix+"/"):
 		h.serveOwn(w, r, clean)
 	default:
+		t := target{method: r.Method, path: p}
+		if h.o.RouteTable != nil {
+			// Routes are chosen on the canonical path, like every decision.
+			if t.route = h.o.RouteTable.Match(r.Host, p.Decoded); t.route == nil {
+				noteHandler(r.Context(), "no_route")
+				h.noRoute(w, r)
+				return
+			}
+		}
 		noteHandler(r.Context(), "upstream")
-		h.gate(w, r, target{method: r.Method, path: p})
+		h.gate(w, r, t)
 	}
 }
 
@@ -162,6 +204,9 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 		handler, pattern = h.mux.Handler(r2)
 	}
 	noteHandler(r.Context(), handlerName(pattern, h.prefix))
+	if pattern != "" && h.toAuthHost(w, r2, clean) {
+		return
+	}
 	if pattern == "" && exact && h.otherMethodServes(r2) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		if pages.WantsJSON(r) {
@@ -210,8 +255,12 @@ func handlerName(pattern, prefix string) string {
 
 // gate decides whether a request for the upstream may pass.
 func (h *Handler) gate(w http.ResponseWriter, r *http.Request, t target) {
-	if t.permits(func(method, path string) bool { return matchAny(h.o.Routes.SkipAuth, method, path) }) {
-		h.forward.ServeHTTP(w, r)
+	forward, skipAuth := h.forward, h.o.Routes.SkipAuth
+	if t.route != nil {
+		forward, skipAuth = h.routeForward[t.route.index], t.route.skipAuth
+	}
+	if t.permits(func(method, path string) bool { return matchAny(skipAuth, method, path) }) {
+		forward.ServeHTTP(w, r)
 		return
 	}
 	f, ok := h.authorize(w, r, t)
@@ -219,20 +268,27 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	noteUser(r.Context(), f.identity.User)
-	if !h.sign(w, r, f) {
+	if !h.sign(w, r, f, t.route) {
 		return
 	}
 	f.values = h.values.get(f.cacheKey, f.identity)
-	h.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey, f)))
+	forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey, f)))
 }
 
-// sign adds the assertion to f. Upstreams may rely on it, so a request is
-// never forwarded without it; when it returns false it has answered.
-func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded) bool {
+// sign adds the assertion to f, for route's host when there is a route.
+// Upstreams may rely on it, so a request is never forwarded without it;
+// when it returns false it has answered.
+func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded, route *Route) bool {
 	if h.o.Assertion == nil {
 		return true
 	}
-	jwt, err := h.o.Assertion.SignCached(f.cacheKey, f.identity, f.sid)
+	var jwt string
+	var err error
+	if route != nil {
+		jwt, err = h.o.Assertion.SignCachedFor(route.host, f.cacheKey, f.identity, f.sid)
+	} else {
+		jwt, err = h.o.Assertion.SignCached(f.cacheKey, f.identity, f.sid)
+	}
 	if err != nil {
 		h.o.Logger.Error("signing assertion", "err", err)
 		if pages.WantsJSON(r) {

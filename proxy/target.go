@@ -32,6 +32,9 @@ type target struct {
 	method string // upper case
 	path   canonical.Path
 	kind   routeKind
+	// route is the routes entry the request goes to; nil in
+	// single-upstream mode and for forward-auth checks.
+	route *Route
 }
 
 // methods are the methods a rule is checked against: HEAD counts as GET

@@ -43,6 +43,8 @@ type upstream struct {
 	rp      *httputil.ReverseProxy
 	target  *url.URL
 	cfg     UpstreamConfig
+	auth    authorizationMode // set_authorization
+	strip   string            // path prefix removed before forwarding (a route's strip_prefix); "" none
 	headers *identityHeaders
 	trusted trustedProxies
 	cookie  string
@@ -53,6 +55,8 @@ type upstream struct {
 func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, trusted trustedProxies,
 	cookie string, pg *pages.Renderer, log *slog.Logger, m *metrics.Metrics) *upstream {
 	u := &upstream{target: target, cfg: cfg, headers: headers, trusted: trusted, cookie: cookie, pages: pg, log: log}
+	// Validated at load; should it not parse, no Authorization is set.
+	u.auth, _ = parseAuthorizationMode(cfg.SetAuthorization)
 	transport := &http.Transport{
 		Proxy:                 nil, // never route upstream traffic through an environment proxy
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -96,6 +100,15 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.rp.Serv
 
 func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
+	if u.strip != "" {
+		// The prefix matched whole segments of the canonical path, and
+		// holds only unreserved characters, so it begins the decoded and
+		// the escaped forms alike.
+		out.URL.Path = stripPathPrefix(out.URL.Path, u.strip)
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = stripPathPrefix(out.URL.RawPath, u.strip)
+		}
+	}
 	pr.SetURL(u.target)
 	// The query goes upstream exactly as received (ReverseProxy would drop
 	// parameters it cannot parse); decisions never read it.
@@ -120,6 +133,11 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	u.headers.strip(out.Header)
 	stripCookie(out.Header, u.cookie)
 	stripGatehouseTokens(out.Header)
+	if u.auth != authorizeNone {
+		// This upstream takes Authorization as Gatehouse's word: a
+		// client's own never passes, skip-auth routes included.
+		out.Header.Del("Authorization")
+	}
 	if f, ok := in.Context().Value(forwardKey).(*forwarded); ok {
 		if f.bearer {
 			out.Header.Del("Authorization")
@@ -128,7 +146,26 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 		if f.assertion != "" {
 			out.Header.Set(u.headers.cfg.Assertion.Header, f.assertion)
 		}
+		switch {
+		case u.auth == authorizeAssertion && f.assertion != "":
+			out.Header.Set("Authorization", "Bearer "+f.assertion)
+		case u.auth == authorizeAccessToken && f.accessToken != "":
+			out.Header.Set("Authorization", "Bearer "+sanitizeHeaderValue(f.accessToken))
+		}
 	}
+}
+
+// stripPathPrefix removes prefix (which p begins with, on a segment
+// boundary) from p; what is left is at least "/".
+func stripPathPrefix(p, prefix string) string {
+	rest, ok := strings.CutPrefix(p, prefix)
+	if !ok {
+		return p
+	}
+	if rest == "" || rest[0] != '/' {
+		return "/" + rest
+	}
+	return rest
 }
 
 func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

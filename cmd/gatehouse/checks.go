@@ -183,6 +183,21 @@ func patternWarnings(cfg Config) []string {
 				key, p.Path, "//"+name, "/"+name, flags+"^/+"+after))
 		}
 	}
+	for i, r := range cfg.Routes {
+		key := "routes[" + strconv.Itoa(i) + "]"
+		for _, raw := range r.SkipAuthRoutes {
+			method, expr := splitMethod(raw)
+			unanchored(key+".skip_auth_routes", raw, method, expr)
+		}
+		for _, raw := range r.APIRoutes {
+			unanchored(key+".api_routes", raw, "", raw)
+		}
+		for j, p := range r.Policies {
+			if p.Path != "" {
+				unanchored(key+".policies["+strconv.Itoa(j)+"].path", p.Path, "", p.Path)
+			}
+		}
+	}
 	for _, name := range sortedKeys(cfg.Tokens.Scopes) {
 		for i, r := range cfg.Tokens.Scopes[name] {
 			key := "tokens.scopes." + name + "[" + strconv.Itoa(i) + "].paths"

@@ -176,6 +176,13 @@ func redacted(v reflect.Value) any {
 		if d, ok := v.Interface().(time.Duration); ok {
 			return d.String()
 		}
+	case reflect.Pointer:
+		// An optional key (a route's timeout, its headers): its value, or
+		// null when unset.
+		if v.IsNil() {
+			return nil
+		}
+		return redacted(v.Elem())
 	}
 	return v.Interface()
 }

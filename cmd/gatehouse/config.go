@@ -40,6 +40,7 @@ type Config struct {
 	Session    session.Config               `mapstructure:"session"`
 	Headers    proxy.HeadersConfig          `mapstructure:"headers"`
 	Policies   []filters.PolicyConfig       `mapstructure:"policies"`
+	Routes     []proxy.RouteConfig          `mapstructure:"routes"`
 	DeviceFlow oauthserver.DeviceFlowConfig `mapstructure:"device_flow"`
 	UI         pages.UIConfig               `mapstructure:"ui"`
 	Tokens     tokens.Config                `mapstructure:"tokens"`
@@ -64,8 +65,8 @@ func defaultConfig() Config {
 	return Config{
 		Server: proxy.ServerConfig{Listen: ":4180", PathPrefix: "/oauth2", MetricsListen: ":9180"},
 		Upstream: proxy.UpstreamConfig{
-			URL: "http://127.0.0.1:8080", PassHostHeader: true, Timeout: 30 * time.Second,
-			EncodedSlashes: "reject", PathParameters: "reject",
+			URL: proxy.DefaultUpstreamURL, PassHostHeader: true, Timeout: 30 * time.Second,
+			EncodedSlashes: "reject", PathParameters: "reject", SetAuthorization: "none",
 		},
 		Auth: AuthConfig{Config: authn.Config{
 			GitHub: authn.GitHubConfig{
@@ -114,6 +115,8 @@ type Loaded struct {
 	Scopes    tokens.Scopes
 	Statics   tokens.Statics
 	Pages     *pages.Renderer // the ui section's pages; nil: the embedded ones
+	// RouteTable is the routes section compiled; nil: one upstream.
+	RouteTable *proxy.RouteTable
 	// ProviderRoots are the system's roots plus auth.ca_file, for every
 	// provider's HTTP client; nil: the system's roots alone.
 	ProviderRoots *x509.CertPool
@@ -360,6 +363,16 @@ func validate(cfg Config) (*Loaded, confcheck.Problems) {
 	l.Target, l.Routes, sps = cfg.Upstream.Validate()
 	ps.Nest("upstream", sps)
 	l.Warnings = append(l.Warnings, cfg.Upstream.Warnings()...)
+	ps.Nest("upstream", cfg.Upstream.ValidateAuthorization(cfg.Headers.Assertion.Enabled))
+	if len(cfg.Routes) > 0 {
+		ps.Nest("upstream", cfg.Upstream.ValidateWithRoutes())
+	}
+	l.RouteTable, sps = proxy.CompileRoutes(cfg.Routes, proxy.RouteDefaults{
+		Upstream: cfg.Upstream, PathPrefix: cfg.Server.PathPrefix, Assertion: cfg.Headers.Assertion.Enabled,
+	})
+	ps.Nest("routes", sps)
+	ps.Nest("routes", proxy.CookieDomainProblems(cfg.Routes, cfg.Session.CookieDomain))
+	l.Warnings = append(l.Warnings, proxy.RoutesWarnings(cfg.Routes)...)
 	var warnings []string
 	l.Global, warnings, sps = cfg.Auth.Validate()
 	l.Warnings = append(l.Warnings, warnings...)

@@ -13,8 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/account"
 	"github.com/gatehouse/gatehouse/assertion"
 	"github.com/gatehouse/gatehouse/authn"
+	"github.com/gatehouse/gatehouse/handoff"
 	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/oauthserver"
 	"github.com/gatehouse/gatehouse/oauthserver/workload"
@@ -160,12 +162,34 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		names = append(names, p.Name())
 	}
 	a.metrics.Init(names)
+	// With routes, sign-in may send browsers back to any route host; one
+	// that cannot read the session cookie (no shared cookie_domain) gets
+	// its own session through a hand-off.
+	var routeHost func(string) bool
+	var ho *handoff.Handoff
+	if l.RouteTable != nil {
+		routeHost = l.RouteTable.IsRouteHost
+		if cfg.Session.CookieDomain == "" {
+			ho = handoff.New(handoff.Config{
+				Store: a.store, Sessions: sessions, Pages: pg, PublicURL: l.PublicURL, Prefix: cfg.Server.PathPrefix,
+				Cookie: cfg.Session.CookieName, Secure: cfg.Session.CookieSecure, RouteHost: l.RouteTable.IsRouteHost,
+				ClientIP: proxy.ClientIP(l.Trusted), Logger: a.log,
+			})
+		}
+	}
+	var loginHandoff authn.Handoff
+	var proxyHandoff proxy.Handoff
+	if ho != nil { // never a typed nil in an interface
+		loginHandoff, proxyHandoff = ho, ho
+	}
 	login := authn.NewLogin(authn.LoginConfig{
 		Providers: providers, Sessions: sessions, Pages: pg, PublicURL: l.PublicURL,
 		Prefix: cfg.Server.PathPrefix, Secret: cfg.Session.Secret, Cookie: cfg.Session.CookieName,
 		Secure: cfg.Session.CookieSecure, Logger: a.log, Metrics: a.metrics,
 		LinkAccountsByVerifiedEmail: cfg.Auth.LinkAccountsByVerifiedEmail,
 		SkipProviderButton:          cfg.UI.SkipProviderButton,
+		RouteHost:                   routeHost, Handoff: loginHandoff,
+		ClientIP: proxy.ClientIP(l.Trusted),
 	})
 	signer, err := a.signer(l)
 	if err != nil {
@@ -200,6 +224,11 @@ func (a *app) build(l *Loaded) (http.Handler, error) {
 		Revalid:   revalid,
 		Assertion: signer, Tokens: toks, Workload: workloads, OAuth: machines, Cookie: cfg.Session.CookieName,
 		Pages: pg, Logger: a.log, Metrics: a.metrics,
+		RouteTable: l.RouteTable, Handoff: proxyHandoff,
+		Account: account.New(account.Config{
+			Sessions: sessions, Tokens: toks, Pages: pg, Secret: cfg.Session.Secret, Prefix: cfg.Server.PathPrefix,
+			SignInURL: login.SignInURL, Logger: a.log,
+		}),
 	})
 	return proxy.Observe(h, a.log, l.Trusted, a.metrics), nil
 }
@@ -238,7 +267,13 @@ func (a *app) signer(l *Loaded) (*assertion.Signer, error) {
 		}
 		keys = []assertion.Key{*a.genKey}
 	}
-	return assertion.NewSigner(keys, l.PublicURL.String(), l.Target.Host, c.Lifetime, nil)
+	// Each route's assertions name its host; the default audience is for
+	// the single upstream, or, with routes, forward-auth answers.
+	aud := l.Target.Host
+	if l.RouteTable != nil {
+		aud = l.PublicURL.Host
+	}
+	return assertion.NewSigner(keys, l.PublicURL.String(), aud, c.Lifetime, nil)
 }
 
 // serve runs the proxy until ctx ends, then drains in-flight requests.
@@ -303,7 +338,11 @@ func serveOn(ctx context.Context, ln net.Listener, a *app, l *Loaded, log *slog.
 		}
 		errc <- err
 	}()
-	log.Info("gatehouse serving", "listen", ln.Addr().String(), "public_url", l.PublicURL.String(), "upstream", l.Target.String())
+	if l.RouteTable != nil {
+		log.Info("gatehouse serving", "listen", ln.Addr().String(), "public_url", l.PublicURL.String(), "routes", len(l.RouteTable.Routes()))
+	} else {
+		log.Info("gatehouse serving", "listen", ln.Addr().String(), "public_url", l.PublicURL.String(), "upstream", l.Target.String())
+	}
 	select {
 	case err := <-errc:
 		return err

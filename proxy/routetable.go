@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/filters"
+	"github.com/gatehouse/gatehouse/internal/hostname"
+)
+
+// Route is a compiled routes entry.
+type Route struct {
+	Name     string
+	host     string // canonical; "*.example.com" for a wildcard
+	prefix   string // "/" or "/a/b", no trailing slash
+	target   *url.URL
+	upstream UpstreamConfig // with the upstream section's defaults applied
+	auth     authorizationMode
+	strip    bool
+	skipAuth []routeMatcher
+	api      []routeMatcher
+	policies filters.Policies
+	filter   filters.Policies // the route's allowed_* lists, as a policy for every path
+	headers  *RouteHeadersConfig
+	index    int // in the table, for per-route state kept by the Handler
+}
+
+// Host is the route's from.host (canonical), also its assertions' aud.
+func (r *Route) Host() string { return r.host }
+
+// Prefix is the route's from.path_prefix.
+func (r *Route) Prefix() string { return r.prefix }
+
+// matchesPath reports whether the canonical path lies under the prefix, on
+// a segment boundary: "/docs" takes "/docs" and "/docs/x", not "/docsx".
+func (r *Route) matchesPath(path string) bool {
+	if r.prefix == "/" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, r.prefix)
+	return ok && (rest == "" || rest[0] == '/')
+}
+
+// RouteTable finds the route of a request: by host first (an exact name
+// beats a wildcard), then by the longest path prefix among that host's
+// routes.
+type RouteTable struct {
+	routes []*Route
+	exact  map[string][]*Route // by host
+	wild   map[string][]*Route // by the parent of "*.parent"
+}
+
+func newRouteTable(routes []*Route) *RouteTable {
+	t := &RouteTable{routes: routes, exact: map[string][]*Route{}, wild: map[string][]*Route{}}
+	for _, r := range routes {
+		if parent, ok := strings.CutPrefix(r.host, "*."); ok {
+			t.wild[parent] = append(t.wild[parent], r)
+		} else {
+			t.exact[r.host] = append(t.exact[r.host], r)
+		}
+	}
+	longestFirst := func(rs []*Route) {
+		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
+	}
+	for _, rs := range t.exact {
+		longestFirst(rs)
+	}
+	for _, rs := range t.wild {
+		longestFirst(rs)
+	}
+	return t
+}
+
+// Routes lists the routes in configuration order.
+func (t *RouteTable) Routes() []*Route { return t.routes }
+
+// hostRoutes are the routes of a Host header's host: its exact routes if
+// it has any, else those of the wildcard that covers it. A host with
+// exact routes never falls through to a wildcard, so adding an exact route
+// cannot leave some of its paths served by another upstream.
+func (t *RouteTable) hostRoutes(hostport string) []*Route {
+	h := hostname.Canonical(hostport)
+	if rs, ok := t.exact[h]; ok {
+		return rs
+	}
+	label, parent, ok := strings.Cut(h, ".")
+	if !ok || label == "" {
+		return nil
+	}
+	return t.wild[parent]
+}
+
+// Match returns the route for a Host header and a canonical path, or nil.
+func (t *RouteTable) Match(hostport, path string) *Route {
+	for _, r := range t.hostRoutes(hostport) {
+		if r.matchesPath(path) {
+			return r
+		}
+	}
+	return nil
+}
+
+// IsRouteHost reports whether a host (a port is ignored) is one that some
+// route answers: where sign-in may send a browser back to.
+func (t *RouteTable) IsRouteHost(hostport string) bool {
+	return t != nil && len(t.hostRoutes(hostport)) > 0
+}
+
+// authorizationMode is set_authorization: what Gatehouse sends upstream as
+// "Authorization: Bearer".
+type authorizationMode int
+
+const (
+	authorizeNone authorizationMode = iota
+	authorizeAssertion
+	authorizeAccessToken
+)
+
+func parseAuthorizationMode(s string) (authorizationMode, error) {
+	switch s {
+	case "", "none":
+		return authorizeNone, nil
+	case "assertion":
+		return authorizeAssertion, nil
+	case "access_token":
+		return authorizeAccessToken, nil
+	}
+	return authorizeNone, fmt.Errorf("%q is not one of none, assertion, access_token", s)
+}
