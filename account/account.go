@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -163,6 +164,8 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, v viewer) {
 		out.Sessions = append([]Session{{ID: v.current, Kind: session.KindBrowser, Provider: v.id.Provider,
 			CreatedAt: v.browser.CreatedAt, LastSeen: &t, Current: true}}, out.Sessions...)
 	}
+	// The one looking comes first, then the others newest first.
+	sort.SliceStable(out.Sessions, func(i, j int) bool { return out.Sessions[i].Current && !out.Sessions[j].Current })
 	if pages.WantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
 		pages.NoStore(w.Header())

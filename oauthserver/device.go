@@ -322,6 +322,7 @@ func (d *Device) Token(w http.ResponseWriter, r *http.Request) {
 	_ = d.sessions.Index().Add(ctx, tok.Identity, session.Entry{
 		Handle: handle, Kind: session.KindDevice, Provider: tok.Identity.Provider, Record: record,
 		CreatedAt: now, ExpiresAt: tok.ExpiresAt, ClientID: rec.ClientID, Scopes: rec.Scopes,
+		ClientIP: d.clientIP(r), UserAgent: r.UserAgent(),
 	})
 	d.metrics.DeviceAuth("token_issued")
 	d.log.Info("token issued", "event", "token_issue", "user", tok.Identity.User, "client", rec.ClientID,
