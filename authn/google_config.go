@@ -95,6 +95,13 @@ func (g *GoogleConfig) validate() confcheck.Problems {
 		}
 		return ps
 	}
+	if len(g.AllowedHostedDomains) == 0 {
+		// Groups are looked up by address; without the hd check a consumer
+		// Google account opened under a work address would be taken for the
+		// Workspace user of that address.
+		ps.Addf("allowed_hosted_domains", "required with service_account_file: groups are read by e-mail address, "+
+			"which only a Workspace account of your own domain (its hd claim) proves to be that directory user")
+	}
 	if g.AdminEmail == "" {
 		ps.Addf("admin_email", "required with service_account_file: the Workspace administrator the service account acts as")
 	} else if _, _, ok := identity.SplitEmail(g.AdminEmail); !ok {

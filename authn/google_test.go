@@ -418,6 +418,9 @@ func TestGoogleConfigValidate(t *testing.T) {
 		}, "", ""},
 		{"groups without a service account", func(c *GoogleConfig) { c.AllowedGroups = []string{"ops@example.com"} }, "allowed_groups", "without a service account"},
 		{"service account without admin_email", func(c *GoogleConfig) { c.ServiceAccountFile = good }, "admin_email", "required"},
+		// Groups are read by address: only hd proves the address is the
+		// Workspace user's, not a consumer account opened under it.
+		{"service account without hosted domains", withKey(good), "allowed_hosted_domains", "required with service_account_file"},
 		{"admin_email not an address", func(c *GoogleConfig) { withKey(good)(c); c.AdminEmail = "admin" }, "admin_email", "not an e-mail"},
 		{"key file missing", withKey(filepath.Join(dir, "missing.json")), "service_account_file", "cannot read"},
 		{"key file not JSON", withKey(write("bad.json", []byte("{"))), "service_account_file", "not a JSON"},

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -99,9 +100,20 @@ func (m *MicrosoftConfig) validate() confcheck.Problems {
 		ps.Addf("scopes", "must include User.Read (or GroupMember.Read.All) when allowed_groups is set: "+
 			"the groups of users in more than 200 are read from Microsoft Graph")
 	}
-	for id, name := range m.GroupNames {
-		if strings.TrimSpace(id) == "" || strings.TrimSpace(name) == "" {
+	byName := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(m.GroupNames)) {
+		name := strings.TrimSpace(m.GroupNames[id])
+		switch {
+		case strings.TrimSpace(id) == "" || name == "":
 			ps.Addf("group_names", "entries map a group object id to a non-empty name")
+		case tenantGUID.MatchString(identity.LowerASCII(name)):
+			ps.Addf("group_names."+id, "the name %q looks like an object id and would pass for that group", name)
+		case byName[name] != "":
+			// Two groups under one name: a member of either would pass
+			// for the other.
+			ps.Addf("group_names."+id, "the name %q is also given to %s; each name must stand for one group", name, byName[name])
+		default:
+			byName[name] = id
 		}
 	}
 	return ps

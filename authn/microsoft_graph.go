@@ -47,17 +47,37 @@ func (m *Microsoft) identityFrom(ctx context.Context, claims map[string]any, acc
 	groups := make([]string, 0, len(ids))
 	for _, id := range ids {
 		id = identity.LowerASCII(id)
+		if !tenantGUID.MatchString(id) {
+			// Only object ids decide access: an app set up to emit names
+			// (sAMAccountName, display names) would let names that anyone
+			// can give a group pass for it.
+			continue
+		}
 		if name, ok := m.groupNames[id]; ok {
 			id = name
 		}
 		groups = append(groups, id)
 	}
 	if m.cfg.RolesAsGroups {
-		groups = append(groups, claimStrings(claims, "roles")...)
+		for _, role := range claimStrings(claims, "roles") {
+			// An app role may not pass for a group: not for an object id,
+			// nor for a name group_names gives one.
+			if tenantGUID.MatchString(identity.LowerASCII(role)) || m.isGroupName(role) {
+				continue
+			}
+			groups = append(groups, role)
+		}
 	}
 	slices.Sort(groups)
 	groups = slices.Compact(groups)
+	// The address is kept only when Entra vouches for it (xms_edov): an
+	// unverified one is whatever an administrator typed, and upstreams
+	// read X-Forwarded-Email as who the user is.
 	email := claimString(claims, "email")
+	verified := email != "" && msTrue(claims["xms_edov"])
+	if !verified {
+		email = ""
+	}
 	user := identity.LowerASCII(claimString(claims, "preferred_username"))
 	if user == "" {
 		user = oid
@@ -67,7 +87,7 @@ func (m *Microsoft) identityFrom(ctx context.Context, claims map[string]any, acc
 		Subject:           tid + ":" + oid, // oid alone is unique only within its tenant
 		User:              user,
 		Email:             email,
-		EmailVerified:     email != "" && msTrue(claims["xms_edov"]),
+		EmailVerified:     verified,
 		Name:              claimString(claims, "name"),
 		PreferredUsername: claimString(claims, "preferred_username"),
 		Groups:            groups,
@@ -172,4 +192,14 @@ func (m *Microsoft) graphGet(ctx context.Context, accessToken, rawURL string, v 
 		return fmt.Errorf("microsoft graph %s: %w", req.URL.Path, err)
 	}
 	return nil
+}
+
+// isGroupName reports whether name is one group_names gives a group.
+func (m *Microsoft) isGroupName(name string) bool {
+	for _, n := range m.groupNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }

@@ -369,3 +369,56 @@ func TestMicrosoftGraphFailureRefusesSignIn(t *testing.T) {
 		})
 	}
 }
+
+// What reaches the upstream is what Entra vouches for: an address only
+// with xms_edov, groups only by object id, and app roles never as a group.
+func TestMicrosoftOnlyVouchedClaimsShapeTheIdentity(t *testing.T) {
+	const other = "7b7b7b7b-0000-4000-8000-000000000001"
+	tests := []struct {
+		name  string
+		user  fakeentra.User
+		edit  func(map[string]any)
+		email string
+		pass  bool // allowed_groups: [msGroupOps], named "ops"
+	}{
+		{"member of ops, verified address", fakeentra.User{Email: "dora@a.example", EmailDomainVerified: true, Groups: []string{msGroupOps}}, nil, "dora@a.example", true},
+		{"address not vouched for is dropped", fakeentra.User{Email: "ceo@a.example", Groups: []string{msGroupOps}}, nil, "", true},
+		{"a role named like the allowed group", fakeentra.User{Email: "dora@a.example", EmailDomainVerified: true, Groups: []string{other}, Roles: []string{"ops"}}, nil, "dora@a.example", false},
+		{"a role that is the group's object id", fakeentra.User{Email: "dora@a.example", EmailDomainVerified: true, Roles: []string{msGroupOps}}, nil, "dora@a.example", false},
+		{"a group name in the groups claim", fakeentra.User{Email: "dora@a.example", EmailDomainVerified: true}, func(c map[string]any) { c["groups"] = []any{"ops"} }, "dora@a.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newMSFixture(t, filters.Lists{}, nil, func(c *MicrosoftConfig) {
+				c.AllowedGroups = []string{msGroupOps}
+				c.GroupNames = map[string]string{msGroupOps: "ops"}
+				c.RolesAsGroups = true
+			})
+			u := tt.user
+			u.TenantID, u.OID, u.UserPrincipalName, u.Name, u.Password = msTenantA, msOID(9), "dora@a.example", "Dora", "pw"
+			f.fake.SetUser(u)
+			f.fake.EditIDToken(tt.edit)
+			if !tt.pass {
+				f.refused(t, "dora@a.example", http.StatusForbidden, "")
+				return
+			}
+			id := f.session(t, "dora@a.example").Identity
+			if id.Email != tt.email || !slices.Contains(id.Groups, "ops") {
+				t.Fatalf("identity %+v, want e-mail %q and group ops", id, tt.email)
+			}
+		})
+	}
+}
+
+func TestMicrosoftGroupNamesMustBeUnique(t *testing.T) {
+	c := DefaultMicrosoft()
+	c.Enabled, c.Tenant, c.ClientID, c.ClientSecret = true, msTenantA, "id", "secret"
+	c.AllowedTenants = []string{msTenantA}
+	c.GroupNames = map[string]string{
+		msGroupOps: "ops", "7b7b7b7b-0000-4000-8000-000000000001": "ops", "7b7b7b7b-0000-4000-8000-000000000002": msGroupOps,
+	}
+	ps := c.validate()
+	if len(ps) != 2 {
+		t.Fatalf("problems %v, want the duplicate name and the id-shaped name", ps)
+	}
+}

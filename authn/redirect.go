@@ -46,6 +46,11 @@ func SafeRedirectTo(rd string, public *url.URL, routeHost func(host string) bool
 	if err != nil || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return "/"
 	}
+	if !asciiHost(u.Host) {
+		// Unicode case folding would take "\u212A" (Kelvin) for "k" and
+		// "\u0130" for "i": such a name is another domain to a browser.
+		return "/"
+	}
 	if public != nil && strings.EqualFold(u.Host, public.Host) && u.Scheme == public.Scheme {
 		return u.String()
 	}
@@ -54,4 +59,15 @@ func SafeRedirectTo(rd string, public *url.URL, routeHost func(host string) bool
 		return u.String()
 	}
 	return "/"
+}
+
+// asciiHost reports whether host is ASCII only (as strings.EqualFold then
+// compares it: ASCII letters alone fold).
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -53,6 +53,12 @@ func TestSafeRedirectToRouteHosts(t *testing.T) {
 		{"https://grafana.example.com/", httpPublic, "https://grafana.example.com/"},
 		{"https://dash.example.com/x", public, "https://dash.example.com/x"}, // public's host as before
 		{"/x", public, "/x"},
+		// Outside ASCII: never a route host, nor public's (case folding
+		// would read U+0130 as "i" and U+212A, Kelvin, as "k").
+		{"https://\u0130.apps.example.com/", public, "/"},
+		{"https://%C4%B0.apps.example.com/", public, "/"},
+		{"https://\u212A.apps.example.com/", public, "/"},
+		{"https://da\u017Fh.example.com/", public, "/"}, // U+017F folds to "s"
 	}
 	for _, tt := range tests {
 		if got := SafeRedirectTo(tt.rd, tt.public, routeHosts); got != tt.want {

@@ -304,6 +304,11 @@ func namedFiles(v reflect.Value) []string {
 		if v.Kind() != reflect.String || !(strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files")) {
 			return
 		}
+		// A projected token rotates every hour or so and is read afresh at
+		// each use: its rotation is no reason to rebuild everything.
+		if name == "client_assertion_file" {
+			return
+		}
 		if f := v.String(); f != "" && !seen[f] {
 			seen[f] = true
 			out = append(out, f)
