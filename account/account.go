@@ -1,7 +1,8 @@
 // Package account serves the signed-in person's own view of their access:
 // GET <prefix>/sessions lists their browser sessions and device tokens
 // (HTML, or JSON for Accept: application/json, which `gatehouse sessions`
-// reads with its token), and POST ends one of them, or all.
+// reads with its token), and POST ends one of them, or all: from a
+// browser session only, never with a bearer token.
 package account
 
 import (
@@ -82,6 +83,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		h.list(w, r, v)
 	case http.MethodPost:
+		if v.browser == nil {
+			// A token may look, never end: whatever its scopes, a token
+			// handed to a script or a CLI must not be able to sign its
+			// person out everywhere (its JSON carries a csrf_token, so the
+			// check below would not stop it).
+			h.c.Logger.Warn("ending sessions refused", "event", "session_end", "result", "bearer_token", "user", v.id.User)
+			pages.JSONError(w, http.StatusForbidden, "forbidden", "sessions can be ended from a browser session only, not with a token")
+			return
+		}
 		h.end(w, r, v)
 	default:
 		w.Header().Set("Allow", "GET, POST")
@@ -89,8 +99,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// who authenticates the request: a Gatehouse bearer token (the CLI), else
-// the session cookie. When it returns false it has answered.
+// who authenticates the request: a Gatehouse bearer token (the CLI, which
+// may only list), else the session cookie. When it returns false it has
+// answered.
 func (h *Handler) who(w http.ResponseWriter, r *http.Request) (viewer, bool) {
 	ctx := r.Context()
 	if scheme, raw, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {

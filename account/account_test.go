@@ -216,3 +216,52 @@ func TestSessionsNeedAPerson(t *testing.T) {
 		t.Fatalf("static token: %d", rec.Code)
 	}
 }
+
+// A bearer token may list its person's sessions (`gatehouse sessions`),
+// but ending any needs a browser session, whatever the token's scopes and
+// even with the csrf_token its own list carries.
+func TestTokensMayListButNotEnd(t *testing.T) {
+	f := newFixture(t)
+	tokenCSRF := f.list(t, nil, f.cli).CSRFToken
+	browserCSRF := f.list(t, f.laptop, "").CSRFToken
+	var phone string
+	for _, s := range f.list(t, f.laptop, "").Sessions {
+		if s.UserAgent == "Safari on iPhone" {
+			phone = s.ID
+		}
+	}
+	tests := []struct {
+		name   string
+		body   string
+		cookie *http.Cookie
+		json   bool
+	}{
+		{"end all with the token's csrf_token", "end=all&csrf_token=" + url.QueryEscape(tokenCSRF), nil, true},
+		{"end one with the token's csrf_token", "end=" + phone + "&csrf_token=" + url.QueryEscape(tokenCSRF), nil, true},
+		{"end all, HTML", "end=all&csrf_token=" + url.QueryEscape(tokenCSRF), nil, false},
+		{"a browser's csrf_token with the token", "end=all&csrf_token=" + url.QueryEscape(browserCSRF), nil, true},
+		{"the token wins over a cookie", "end=all&csrf_token=" + url.QueryEscape(browserCSRF), f.laptop, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := f.do(http.MethodPost, tt.body, tt.cookie, f.cli, tt.json)
+			if rec.Code != http.StatusForbidden || !strings.Contains(rec.Header().Get("Content-Type"), "application/json") ||
+				!strings.Contains(rec.Body.String(), `"forbidden"`) {
+				t.Fatalf("%d %q %s, want 403 JSON", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+			}
+			if !f.alive(t, f.laptop) || !f.alive(t, f.phone) {
+				t.Fatal("a token ended a session")
+			}
+			if _, err := f.toks.Lookup(context.Background(), f.cli); err != nil {
+				t.Fatalf("the token ended: %v", err)
+			}
+		})
+	}
+	// It still lists, and the browser still ends.
+	if l := f.list(t, nil, f.cli); len(l.Sessions) != 3 {
+		t.Fatalf("listing with the token: %+v", l)
+	}
+	if rec := f.do(http.MethodPost, "end="+phone+"&csrf_token="+url.QueryEscape(browserCSRF), f.laptop, "", false); rec.Code != http.StatusSeeOther {
+		t.Fatalf("the browser ending a session: %d", rec.Code)
+	}
+}

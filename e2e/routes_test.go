@@ -282,6 +282,23 @@ func TestRoutesHandoffCodes(t *testing.T) {
 		t.Fatalf("code in another browser: %d", resp.StatusCode)
 	}
 
+	// rd naming another port of a route host (another service there could
+	// read a code from its URL): the code still goes to the route's origin
+	// (public_url's scheme and port), and the browser lands on the path.
+	prometheus := s.url("prometheus")
+	start = expectRedirect(t, c, prometheus+"/graph")
+	su := mustURL(t, start)
+	q := su.Query()
+	q.Set("rd", "http://PROMETHEUS."+routesDomain+".:1/graph?g0.expr=up")
+	su.RawQuery = q.Encode()
+	handoff := expectRedirect(t, c, su.String())
+	if !strings.HasPrefix(handoff, prometheus+"/oauth2/handoff?code=") {
+		t.Fatalf("rd on port 1: the code went to %s, want %s", handoff, prometheus)
+	}
+	if back := expectRedirect(t, c, handoff); back != prometheus+"/graph?g0.expr=up" {
+		t.Fatalf("rd on port 1: the hand-off went to %s", back)
+	}
+
 	// Unknown hosts get 404 and never an upstream, by name or by Host.
 	if resp := mustGet(t, c, s.url("unknown")+"/whoami"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown host: %d", resp.StatusCode)

@@ -39,17 +39,20 @@ func (h *Handoff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// From here on the code is burned, whatever happens next.
-	if host != rec.Host {
-		h.c.Logger.Warn("hand-off refused", "event", "handoff", "result", "wrong_host", "host", host, "for", rec.Host, "user", rec.Identity.User)
+	if host != rec.Host || requestPort(r.Host, h.c.PublicURL.Scheme) != rec.Port {
+		h.c.Logger.Warn("hand-off refused", "event", "handoff", "result", "wrong_host", "host", r.Host, "for", rec.Host, "user", rec.Identity.User)
 		h.refuse(w, "This sign-in link was made for another address, so it cannot be used here.", "/")
 		return
 	}
 	back := localRedirect(rec.Redirect)
-	if c, err := r.Cookie(h.binding); err != nil || !wellFormed(c.Value) ||
-		subtle.ConstantTimeCompare([]byte(bindingHash(c.Value)), []byte(rec.Binding)) != 1 {
+	if nonce, n := cookieValue(r, h.binding); n != 1 || !wellFormed(nonce) ||
+		subtle.ConstantTimeCompare([]byte(bindingHash(nonce)), []byte(rec.Binding)) != 1 {
 		// Someone else's code (sent in a link to make this browser use
 		// their account), or a second tab overwrote the binding: nothing
 		// is signed in; going back starts over, bound to this browser.
+		// Two binding cookies (a sibling subdomain planted one for a
+		// parent domain, or another path) count as none: which one is
+		// ours cannot be told.
 		h.c.Logger.Warn("hand-off refused", "event", "handoff", "result", "wrong_browser", "host", host, "user", rec.Identity.User)
 		h.refuse(w, "This sign-in link was not started in this browser, so it cannot be used here.", back)
 		return
@@ -61,6 +64,40 @@ func (h *Handoff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.c.Logger.Info("handed off", "event", "handoff", "result", "success", "host", host, "user", rec.Identity.User, "sid", s.ID())
 	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// requestPort is the port of a Host header, "" when it names none or the
+// scheme's default (a proxy in front may or may not spell ":443").
+func requestPort(hostport, scheme string) string {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	return effectivePort(port, scheme)
+}
+
+// cookieValue returns the value of the cookie called name and how many
+// such cookies the request carries, reading the Cookie headers as
+// browsers send them (as session.Load does): the caller treats more than
+// one as none.
+func cookieValue(r *http.Request, name string) (value string, n int) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(k) != name {
+				continue
+			}
+			n++
+			v = strings.TrimSpace(v)
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			value = v
+		}
+	}
+	return value, n
 }
 
 // redeem takes the code's record out of the store: exactly once, however
@@ -154,9 +191,9 @@ func (h *Handoff) clientIP(r *http.Request) string {
 	return host
 }
 
-// localRedirect is the path (and query) of the original URL, which the
-// code's host check put on this very host: a redirect that cannot leave
-// it. A path the browser would read as another host becomes "/".
+// localRedirect is the path (and query) of the original URL: a redirect
+// that cannot leave the host the code was exchanged on. A path the
+// browser would read as another host becomes "/".
 func localRedirect(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

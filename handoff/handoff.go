@@ -3,17 +3,20 @@
 // session.cookie_domain).
 //
 // A browser without a session on a route host is bound to it (a random
-// nonce in a cookie of that host, scoped to the hand-off endpoint) and sent
-// to /start on the auth host with the nonce's hash. When it has a session
-// there, the auth host issues a code: random, single-use, valid 60 s, kept
-// in the shared session store encrypted under a key derived from the code
-// itself, and bound to the route host and to the browser's nonce. The code
+// nonce in a host-only cookie of that host: "__Host-" when cookies are
+// Secure, so that no sibling subdomain can plant one) and sent to /start on
+// the auth host with the nonce's hash. When it has a session there, the
+// auth host issues a code: random, single-use, valid 60 s, kept in the
+// shared session store encrypted under a key derived from the code itself,
+// and bound to the route's origin (its canonical host, with public_url's
+// scheme and port: never the port or spelling rd came with, which could
+// name another service on that host) and to the browser's nonce. The code
 // maps to what the route host needs to start its own session (the
 // identity, the provider token, the generation, the logout binding and
 // when membership was last checked), never to the auth host's ticket. The
 // route host's GET <prefix>/handoff takes the code once, checks its host
-// and the browser's nonce, starts a new session with a host-only cookie and
-// redirects to the page first asked for, which is always on that host.
+// and port and the browser's nonce, starts a new session with a host-only
+// cookie and redirects to the path first asked for, on that same origin.
 package handoff
 
 import (
@@ -25,8 +28,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/authn"
@@ -56,7 +61,7 @@ type Config struct {
 	PublicURL *url.URL // the auth host
 	Prefix    string   // server.path_prefix
 	Cookie    string   // the session cookie's name; the binding cookie's derives from it
-	Secure    bool     // session.cookie_secure
+	Secure    bool     // session.cookie_secure: the binding cookie is then "__Host-"
 	// RouteHost reports whether a host (a port is ignored) is one a route
 	// answers: the only hosts a code is issued for.
 	RouteHost func(hostport string) bool
@@ -70,6 +75,7 @@ type Config struct {
 type Handoff struct {
 	c          Config
 	publicHost string
+	port       string // public_url's port, "" when the scheme's default
 	binding    string // the binding cookie's name
 }
 
@@ -78,15 +84,42 @@ func New(c Config) *Handoff {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	// The session cookie's state-cookie prefix: the proxy already keeps
-	// every such cookie from upstreams, in both directions.
-	return &Handoff{c: c, publicHost: hostname.Canonical(c.PublicURL.Host), binding: authn.StateCookiePrefix(c.Cookie) + "handoff"}
+	return &Handoff{c: c, publicHost: hostname.Canonical(c.PublicURL.Host),
+		port: effectivePort(c.PublicURL.Port(), c.PublicURL.Scheme), binding: BindingCookieName(c.Cookie, c.Secure)}
+}
+
+// BindingCookieName is the name of the binding cookie for session cookie
+// cookie. Secure, it is "__Host-" prefixed: a browser accepts such a
+// cookie only host-only, Secure and with Path=/, so a sibling subdomain
+// (Domain=.example.com) cannot plant one to bind a browser to its own
+// code. Plain http set-ups (loopback) cannot use the prefix.
+//
+// Either name begins, once a leading "__Host-" is removed, with the
+// session cookie's state-cookie prefix (authn.StateCookiePrefix without
+// "__Secure-"): the proxy keeps every such cookie from upstreams, in both
+// directions.
+func BindingCookieName(cookie string, secure bool) string {
+	prefix := authn.StateCookiePrefix(cookie)
+	if !secure {
+		return prefix + "handoff"
+	}
+	return "__Host-" + strings.TrimPrefix(prefix, "__Secure-") + "handoff"
+}
+
+// effectivePort is port ("" when none was given) with the scheme's
+// default port read as "": ":443" on https is no port at all.
+func effectivePort(port, scheme string) string {
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		return ""
+	}
+	return port
 }
 
 // record is what a code stands for. It never holds the auth host's ticket.
 type record struct {
 	Host        string                 `json:"h"` // canonical host the code is for
-	Redirect    string                 `json:"r"` // the URL first asked for, on Host
+	Port        string                 `json:"p"` // and the port (public_url's; "" when the default)
+	Redirect    string                 `json:"r"` // the path (and query) first asked for, on Host
 	Binding     string                 `json:"b"` // hash of the browser's binding nonce
 	Identity    identity.Identity      `json:"i"`
 	Token       *session.ProviderToken `json:"t,omitempty"`
@@ -104,12 +137,13 @@ func (h *Handoff) Covers(rd string) bool {
 	if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	return hostname.Canonical(u.Host) != h.publicHost && h.c.RouteHost(u.Host)
+	host := hostname.Canonical(u.Host)
+	return host != "" && host != h.publicHost && h.c.RouteHost(u.Host)
 }
 
-// Bind sets a fresh binding nonce in a cookie of the route host r came to,
-// and returns its hash for /start to bind the code to. The cookie is sent
-// only to the hand-off endpoint.
+// Bind sets a fresh binding nonce in a host-only cookie of the route host
+// the response goes to, and returns its hash for /start to bind the code
+// to. (The proxy never lets the cookie reach an upstream.)
 func (h *Handoff) Bind(w http.ResponseWriter) (string, error) {
 	nonce, err := random()
 	if err != nil {
@@ -121,13 +155,19 @@ func (h *Handoff) Bind(w http.ResponseWriter) (string, error) {
 
 func (h *Handoff) bindingCookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name: h.binding, Value: value, Path: h.c.Prefix + "/handoff", MaxAge: maxAge,
+		Name: h.binding, Value: value, Path: "/", MaxAge: maxAge,
 		Secure: h.c.Secure, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	}
 }
 
 // Issue makes a code for session s to be exchanged on rd's host by the
 // browser bound with binding, and returns the URL that exchanges it.
+//
+// That URL is the route's origin as Gatehouse serves it: rd's canonical
+// host name with public_url's scheme and port. rd's own port and spelling
+// are never used: another port of the same host may be another service,
+// which could read the code from its URL and redeem it with a binding of
+// its own. rd's path and query come back only as a path on that origin.
 func (h *Handoff) Issue(ctx context.Context, s *session.Session, rd, binding string) (string, error) {
 	if !h.Covers(rd) {
 		return "", errors.New("handoff: not a route host")
@@ -140,8 +180,9 @@ func (h *Handoff) Issue(ctx context.Context, s *session.Session, rd, binding str
 	if err != nil {
 		return "", err
 	}
+	host := hostname.Canonical(u.Host)
 	rec := record{
-		Host: hostname.Canonical(u.Host), Redirect: u.String(), Binding: binding,
+		Host: host, Port: h.port, Redirect: localRedirect(u.String()), Binding: binding,
 		Identity: s.Identity, Token: s.Token, Generation: s.Generation, Logout: s.Logout,
 		ValidatedAt: s.ValidatedAt, Expires: h.c.Now().Add(Lifetime),
 	}
@@ -158,7 +199,20 @@ func (h *Handoff) Issue(ctx context.Context, s *session.Session, rd, binding str
 	if err := h.c.Store.Add(ctx, k.record, sealedRec, Lifetime); err != nil {
 		return "", fmt.Errorf("session store: %w", err)
 	}
-	return u.Scheme + "://" + u.Host + h.c.Prefix + "/handoff?code=" + code, nil
+	return h.origin(host) + h.c.Prefix + "/handoff?code=" + code, nil
+}
+
+// origin is scheme://host[:port] of the canonical host name host as
+// Gatehouse serves it: public_url's scheme and port.
+func (h *Handoff) origin(host string) string {
+	hp := host
+	if strings.Contains(host, ":") {
+		hp = "[" + host + "]"
+	}
+	if h.port != "" {
+		hp = net.JoinHostPort(host, h.port)
+	}
+	return h.c.PublicURL.Scheme + "://" + hp
 }
 
 // keys are the store keys and the encryption key of a code. The store

@@ -69,8 +69,10 @@ func newFixture(t *testing.T) *fixture {
 	ho := New(Config{
 		Store: store, Sessions: sessions, Pages: pages.New(), PublicURL: public, Prefix: "/oauth2", Cookie: "_gatehouse", Secure: true,
 		RouteHost: func(h string) bool {
-			h = strings.Split(strings.ToLower(h), ":")[0]
-			return h == "grafana.example.com" || h == "prometheus.example.com" || h == "auth.example.com"
+			h = strings.TrimSuffix(strings.Split(strings.ToLower(h), ":")[0], ".")
+			// (strings.ToLower, as a careless table might: U+212A, the
+			// Kelvin sign, becomes "k".)
+			return h == "grafana.example.com" || h == "prometheus.example.com" || h == "auth.example.com" || h == "kibana.example.com"
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clk.now,
 	})
@@ -93,7 +95,9 @@ func (f *fixture) bind(t *testing.T) (*http.Cookie, string) {
 		t.Fatal(err)
 	}
 	c := rec.Result().Cookies()[0]
-	if c.Name != "_gatehouse_state_handoff" || c.Path != "/oauth2/handoff" || !c.HttpOnly || !c.Secure || c.Domain != "" {
+	// "__Host-": host-only, Secure, Path=/, so no sibling subdomain can
+	// set one for this host.
+	if c.Name != "__Host-_gatehouse_state_handoff" || c.Path != "/" || !c.HttpOnly || !c.Secure || c.Domain != "" {
 		t.Fatalf("binding cookie %+v", c)
 	}
 	return c, b
@@ -108,8 +112,8 @@ func (f *fixture) issue(t *testing.T, rd string) (code string, binding *http.Coo
 	}
 	u, _ := url.Parse(loc)
 	want, _ := url.Parse(rd)
-	if u.Scheme != want.Scheme || u.Host != want.Host || u.Path != "/oauth2/handoff" {
-		t.Fatalf("hand-off URL %s is not on %s", loc, rd)
+	if u.Scheme != "https" || u.Host != strings.ToLower(want.Hostname()) || u.Path != "/oauth2/handoff" {
+		t.Fatalf("hand-off URL %s is not on %s's route origin", loc, rd)
 	}
 	return u.Query().Get("code"), binding
 }
@@ -135,8 +139,8 @@ func sessionCookie(rec *httptest.ResponseRecorder) *http.Cookie {
 
 func TestHandoffGivesTheRouteHostItsOwnSession(t *testing.T) {
 	f := newFixture(t)
-	code, binding := f.issue(t, "https://grafana.example.com:8443/d/abc?orgId=1")
-	rec := f.exchange("GRAFANA.example.com.:8443", code, binding)
+	code, binding := f.issue(t, "https://grafana.example.com/d/abc?orgId=1")
+	rec := f.exchange("GRAFANA.example.com.:443", code, binding)
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/d/abc?orgId=1" {
 		t.Fatalf("%d to %q: %s", rec.Code, rec.Header().Get("Location"), rec.Body)
 	}
@@ -144,7 +148,7 @@ func TestHandoffGivesTheRouteHostItsOwnSession(t *testing.T) {
 	if c == nil || c.Domain != "" {
 		t.Fatalf("want a host-only session cookie, got %v", rec.Result().Cookies())
 	}
-	if !strings.Contains(strings.Join(rec.Header().Values("Set-Cookie"), "\n"), "_gatehouse_state_handoff=; Path=/oauth2/handoff") {
+	if !strings.Contains(strings.Join(rec.Header().Values("Set-Cookie"), "\n"), "__Host-_gatehouse_state_handoff=; Path=/;") {
 		t.Errorf("binding cookie not cleared: %v", rec.Header().Values("Set-Cookie"))
 	}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -269,7 +273,8 @@ func TestHandoffRecordIsSealed(t *testing.T) {
 func TestIssueOnlyForRouteHosts(t *testing.T) {
 	f := newFixture(t)
 	_, b := f.bind(t)
-	for _, rd := range []string{"https://evil.example.net/", "https://auth.example.com/", "/relative", "https://user@grafana.example.com/"} {
+	for _, rd := range []string{"https://evil.example.net/", "https://auth.example.com/", "/relative", "https://user@grafana.example.com/",
+		"https://\u212Aibana.example.com/"} {
 		if f.ho.Covers(rd) {
 			t.Errorf("Covers(%q)", rd)
 		}
@@ -293,5 +298,139 @@ func TestLocalRedirectStaysOnTheHost(t *testing.T) {
 		if got := localRedirect(in); got != want {
 			t.Errorf("localRedirect(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The hand-off URL is the route's origin as Gatehouse serves it: the
+// canonical host with public_url's scheme and port, whatever port or
+// spelling rd came with (another port may be another service, which would
+// read the code and redeem it with a binding of its own), and the code is
+// good on that origin only.
+func TestHandoffURLIsTheRouteOrigin(t *testing.T) {
+	tests := []struct {
+		name, public, rd string
+		want             string // the hand-off URL before "?code="
+		back             string // where the exchange sends the browser
+		refusedAt        string // a Host the code must not work on
+	}{
+		{"rd on another port", "https://auth.example.com", "https://grafana.example.com:8081/x?y=1",
+			"https://grafana.example.com/oauth2/handoff", "/x?y=1", "grafana.example.com:8081"},
+		{"rd on the default port, spelled", "https://auth.example.com", "https://grafana.example.com:443/",
+			"https://grafana.example.com/oauth2/handoff", "/", "grafana.example.com:8443"},
+		{"rd in another case, with a trailing dot", "https://auth.example.com", "https://GRAFANA.Example.com.:9000/d",
+			"https://grafana.example.com/oauth2/handoff", "/d", "grafana.example.com:9000"},
+		{"public_url with a port", "http://auth.example.com:4180", "http://grafana.example.com:1/d",
+			"http://grafana.example.com:4180/oauth2/handoff", "/d", "grafana.example.com:1"},
+		{"public_url with a port, rd without", "http://auth.example.com:4180", "http://grafana.example.com/d",
+			"http://grafana.example.com:4180/oauth2/handoff", "/d", "grafana.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			public, _ := url.Parse(tt.public)
+			f.ho = New(Config{Store: f.store, Sessions: f.sessions, Pages: pages.New(), PublicURL: public, Prefix: "/oauth2",
+				Cookie: "_gatehouse", Secure: public.Scheme == "https", RouteHost: f.ho.c.RouteHost,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clk.now})
+			issue := func() (string, *http.Cookie) {
+				rec := httptest.NewRecorder()
+				b, err := f.ho.Bind(rec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				loc, err := f.ho.Issue(context.Background(), f.auth, tt.rd, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				base, code, _ := strings.Cut(loc, "?code=")
+				if base != tt.want {
+					t.Fatalf("hand-off URL %s, want %s", loc, tt.want+"?code=…")
+				}
+				return code, rec.Result().Cookies()[0]
+			}
+			code, binding := issue()
+			if rec := f.exchange(tt.refusedAt, code, binding); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "another address") {
+				t.Fatalf("exchanged on %s: %d, want 400", tt.refusedAt, rec.Code)
+			}
+			code, binding = issue()
+			u, _ := url.Parse(tt.want)
+			rec := f.exchange(u.Host, code, binding)
+			if rec.Code != http.StatusFound || rec.Header().Get("Location") != tt.back {
+				t.Fatalf("exchange on %s: %d to %q, want %q: %s", u.Host, rec.Code, rec.Header().Get("Location"), tt.back, rec.Body)
+			}
+		})
+	}
+}
+
+// A binding cookie planted by a sibling subdomain (Domain=.example.com),
+// or one on another path, is a second cookie of the name: the exchange
+// cannot tell which is this browser's, and refuses. Otherwise a planted
+// nonce could bind the browser to the planter's own code (login CSRF).
+func TestHandoffBindingCookie(t *testing.T) {
+	tests := []struct {
+		name    string
+		cookies func(name, mine, planted string) []string // Cookie header lines
+		want    int
+	}{
+		{"only this browser's", func(n, mine, _ string) []string { return []string{n + "=" + mine} }, http.StatusFound},
+		{"planted one first", func(n, mine, planted string) []string { return []string{n + "=" + planted + "; " + n + "=" + mine} }, http.StatusBadRequest},
+		{"planted one last", func(n, mine, planted string) []string { return []string{n + "=" + mine + "; " + n + "=" + planted} }, http.StatusBadRequest},
+		{"planted one on another Cookie line", func(n, mine, planted string) []string { return []string{n + "=" + planted, "a=1; " + n + "=" + mine} }, http.StatusBadRequest},
+		{"the same value twice", func(n, mine, _ string) []string { return []string{n + "=" + mine + "; " + n + "=" + mine} }, http.StatusBadRequest},
+		{"none", func(string, string, string) []string { return []string{"a=1"} }, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			// The planter's code, bound to the planter's own nonce.
+			planted, b := f.bind(t)
+			loc, err := f.ho.Issue(context.Background(), f.auth, "https://grafana.example.com/", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, code, _ := strings.Cut(loc, "?code=")
+			mine, _ := f.bind(t)
+			if tt.name == "only this browser's" {
+				mine = planted // the code is this browser's own
+			}
+			r := httptest.NewRequest(http.MethodGet, "https://grafana.example.com/oauth2/handoff?code="+url.QueryEscape(code), nil)
+			r.Header["Cookie"] = tt.cookies(planted.Name, mine.Value, planted.Value)
+			rec := httptest.NewRecorder()
+			f.ho.ServeHTTP(rec, r)
+			if rec.Code != tt.want {
+				t.Fatalf("%d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+			if tt.want != http.StatusFound && sessionCookie(rec) != nil {
+				t.Fatal("a refused exchange set a session cookie")
+			}
+		})
+	}
+}
+
+func TestBindingCookieName(t *testing.T) {
+	for _, tt := range []struct {
+		cookie string
+		secure bool
+		want   string
+	}{
+		{"_gatehouse", true, "__Host-_gatehouse_state_handoff"},
+		{"_gatehouse", false, "_gatehouse_state_handoff"}, // http (loopback): no prefix possible
+		{"__Host-gh", true, "__Host-gh_state_handoff"},
+		{"__Secure-gh", true, "__Host-gh_state_handoff"},
+	} {
+		if got := BindingCookieName(tt.cookie, tt.secure); got != tt.want {
+			t.Errorf("BindingCookieName(%q, %v) = %q, want %q", tt.cookie, tt.secure, got, tt.want)
+		}
+	}
+	// Plain http: the cookie still works, without the prefix.
+	f := newFixture(t)
+	public, _ := url.Parse("http://auth.example.com:4180")
+	ho := New(Config{Store: f.store, Sessions: f.sessions, Pages: pages.New(), PublicURL: public, Prefix: "/oauth2", Cookie: "_gatehouse",
+		RouteHost: f.ho.c.RouteHost, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clk.now})
+	rec := httptest.NewRecorder()
+	if _, err := ho.Bind(rec); err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Result().Cookies()[0]; c.Name != "_gatehouse_state_handoff" || c.Secure || c.Path != "/" || !c.HttpOnly {
+		t.Fatalf("plain binding cookie %+v", c)
 	}
 }

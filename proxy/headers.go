@@ -174,6 +174,18 @@ func sanitizeHeaderValue(v string) string {
 	}, v)
 }
 
+// ownCookies reports, for session cookie cookieName, whether a cookie name
+// is one of Gatehouse's: the session cookie, a sign-in state cookie, or
+// the hand-off binding cookie (also in its "__Host-" form, see
+// handoff.BindingCookieName).
+func ownCookies(cookieName string) func(name string) bool {
+	statePrefix := authn.StateCookiePrefix(cookieName)
+	hostStatePrefix := "__Host-" + strings.TrimPrefix(statePrefix, "__Secure-")
+	return func(name string) bool {
+		return name == cookieName || strings.HasPrefix(name, statePrefix) || strings.HasPrefix(name, hostStatePrefix)
+	}
+}
+
 // stripCookie removes Gatehouse's own cookies from the Cookie header so
 // the upstream never sees a session ticket it could replay.
 func stripCookie(hdr http.Header, cookieName string) {
@@ -181,7 +193,7 @@ func stripCookie(hdr http.Header, cookieName string) {
 	if len(lines) == 0 {
 		return
 	}
-	statePrefix := authn.StateCookiePrefix(cookieName)
+	own := ownCookies(cookieName)
 	var kept strings.Builder // built only when something is kept
 	for _, line := range lines {
 		for rest := line; rest != ""; {
@@ -191,7 +203,7 @@ func stripCookie(hdr http.Header, cookieName string) {
 			// Compare the name as cookie parsers read it, spaces trimmed,
 			// so " _gatehouse =x" cannot slip a ticket to the upstream.
 			name = strings.TrimSpace(name)
-			if name == cookieName || strings.HasPrefix(name, statePrefix) {
+			if own(name) {
 				continue
 			}
 			if p := strings.TrimSpace(part); p != "" {
@@ -216,12 +228,12 @@ func stripSetCookie(hdr http.Header, cookieName string) {
 	if len(lines) == 0 {
 		return
 	}
-	statePrefix := authn.StateCookiePrefix(cookieName)
+	own := ownCookies(cookieName)
 	var kept []string
 	for _, line := range lines {
 		name, _, _ := strings.Cut(line, "=")
 		name = strings.TrimSpace(name)
-		if name == cookieName || strings.HasPrefix(name, statePrefix) {
+		if own(name) {
 			continue
 		}
 		kept = append(kept, line)

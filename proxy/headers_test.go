@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/assertion"
+	"github.com/gatehouse/gatehouse/handoff"
 	"github.com/gatehouse/gatehouse/identity"
 )
 
@@ -130,6 +131,13 @@ func TestStripCookie(t *testing.T) {
 		{"empty parts dropped", "a=1;;  ; b=2", "", "a=1; b=2"},
 		{"custom name", "sso=ticket; sso_state_abc=x; _gatehouse=other-app", "sso", "_gatehouse=other-app"},
 		{"__Host- session, __Secure- state", "__Host-gh=t; __Secure-gh_state_abc=s; keep=1", "__Host-gh", "keep=1"},
+		// The hand-off binding cookie is sent with every request to a
+		// route host (Path=/), in either of its forms.
+		{"binding cookie, secure", "a=1; " + handoff.BindingCookieName("_gatehouse", true) + "=nonce", "", "a=1"},
+		{"binding cookie, plain", handoff.BindingCookieName("_gatehouse", false) + "=nonce; a=1", "", "a=1"},
+		{"binding cookie of a __Host- session", handoff.BindingCookieName("__Host-gh", true) + "=n; keep=1", "__Host-gh", "keep=1"},
+		{"binding cookie of a __Secure- session", handoff.BindingCookieName("__Secure-gh", true) + "=n; keep=1", "__Secure-gh", "keep=1"},
+		{"another app's __Host- cookie stays", "__Host-app=1", "", "__Host-app=1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +164,7 @@ func TestStripCookie(t *testing.T) {
 func TestStripSetCookie(t *testing.T) {
 	hdr := http.Header{"Set-Cookie": {
 		"_gatehouse=planted; Path=/", " _gatehouse=planted", "_gatehouse_state_abcdefghijkl=x; Path=/oauth2/callback/",
-		"app=1; Path=/", "_gatehouse2=fine",
+		"app=1; Path=/", "_gatehouse2=fine", handoff.BindingCookieName("_gatehouse", true) + "=planted; Path=/; Secure",
 	}}
 	stripSetCookie(hdr, "_gatehouse")
 	if got := hdr.Values("Set-Cookie"); !slices.Equal(got, []string{"app=1; Path=/", "_gatehouse2=fine"}) {

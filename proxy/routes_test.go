@@ -18,9 +18,11 @@ import (
 	"github.com/gatehouse/gatehouse/assertion"
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/filters"
+	"github.com/gatehouse/gatehouse/oauthserver"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
+	"github.com/gatehouse/gatehouse/tokens"
 )
 
 // routesFixture is a proxy with routes in front of one recording upstream:
@@ -80,13 +82,21 @@ func newRoutesFixture(t testing.TB, upCfg UpstreamConfig, cfgs []RouteConfig, po
 	key, _ := assertion.GenerateKey()
 	f.signer, _ = assertion.NewSigner([]assertion.Key{key}, public.String(), public.Host, time.Minute, nil)
 	account := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) })
+	revalid := authn.NewRevalidator(login, f.sessions, time.Hour, nil)
+	toks := tokens.NewStore(f.sessions.Store(), nil, nil, nil)
+	device := oauthserver.NewDevice(oauthserver.DeviceConfig{
+		Flow:  oauthserver.DeviceFlowConfig{Enabled: true, CodeLifetime: 10 * time.Minute, PollInterval: 5 * time.Second, TokenLifetime: time.Hour},
+		Store: f.sessions.Store(), Tokens: toks, Sessions: f.sessions, People: authn.People{Login: login, Revalidator: revalid},
+		PublicURL: public, Prefix: "/oauth2", Pages: pg, Secret: strings.Repeat("s", 32), Logger: log,
+	})
 	f.h = New(Options{
 		Server: server, Upstream: upCfg,
 		Headers: HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups",
 			PreferredUsername: "X-Forwarded-Preferred-Username", Assertion: assertion.Config{Enabled: true, Header: "X-Gatehouse-Assertion"}},
 		PublicURL: public, Trusted: trusted, Routes: lists, Policies: compiled,
-		Login: login, Revalid: authn.NewRevalidator(login, f.sessions, time.Hour, nil), Sessions: f.sessions,
-		Cookie: "_gatehouse", Pages: pg, Logger: log, Assertion: f.signer,
+		Login: login, Revalid: revalid, Sessions: f.sessions,
+		Cookie: "_gatehouse", Pages: pg, Logger: log, Assertion: f.signer, Tokens: toks,
+		OAuth:      oauthserver.New(oauthserver.Config{Device: device}),
 		RouteTable: table, Handoff: f.ho, Account: account,
 	})
 	return f
@@ -337,14 +347,158 @@ func TestRouteHostSendsSignInToAuthHost(t *testing.T) {
 		!strings.Contains(rec.Body.String(), url.QueryEscape("https://grafana.example.com/")) {
 		t.Fatalf("auth host sign_in: %d %s", rec.Code, rec.Body)
 	}
-	// Hand-off and account endpoints are wired, on every host.
+	// The hand-off is wired on route hosts.
 	if rec := f.get(t, "http://grafana.example.com/oauth2/handoff?code=x", nil); rec.Code != http.StatusTeapot || f.ho.served != 1 {
 		t.Fatalf("handoff: %d", rec.Code)
 	}
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		r := httptest.NewRequest(m, "http://grafana.example.com/oauth2/sessions", nil)
-		if rec := f.do(r); rec.Code != 299 {
-			t.Fatalf("%s sessions: %d", m, rec.Code)
+}
+
+// The pages where a person acts with their session (approving a device
+// code, ending sessions) answer on the auth host only: on a route host
+// they would be in the upstream's origin, where its scripts could use
+// them as the person. A GET goes to the auth host; anything else is 404.
+// The other endpoints keep working on route hosts.
+func TestPersonalEndpointsOnlyOnAuthHost(t *testing.T) {
+	f := newRoutesFixture(t, UpstreamConfig{}, estate(), nil)
+	cookie := f.signIn(t, aliceID)
+	tests := []struct {
+		name, method, url string
+		want              int
+		wantLoc           string
+	}{
+		{"sessions page on a route host", "GET", "http://grafana.example.com/oauth2/sessions", 302, "https://auth.example.com/oauth2/sessions"},
+		{"sessions page, escaped, on a wildcard host", "GET", "http://a.apps.example.com/oauth2/%73essions", 302, "https://auth.example.com/oauth2/sessions"},
+		{"ending sessions on a route host", "POST", "http://grafana.example.com/oauth2/sessions", 404, ""},
+		{"device page on a route host", "GET", "http://grafana.example.com/oauth2/device?user_code=ABCD-EFGH", 302, "https://auth.example.com/oauth2/device?user_code=ABCD-EFGH"},
+		{"HEAD of the device page", "HEAD", "http://ops.example.com/oauth2/device", 302, "https://auth.example.com/oauth2/device"},
+		{"approving a device on a route host", "POST", "http://grafana.example.com/oauth2/device", 404, ""},
+		{"sessions page on the auth host", "GET", "https://auth.example.com/oauth2/sessions", 299, ""},
+		{"ending sessions on the auth host", "POST", "https://auth.example.com/oauth2/sessions", 299, ""},
+		{"device page on the auth host", "GET", "https://auth.example.com/oauth2/device", 200, ""},
+		{"auth host on another port", "GET", "https://auth.example.com:8443/oauth2/sessions", 299, ""},
+		// Still served on route hosts.
+		{"jwks", "GET", "http://grafana.example.com/oauth2/jwks.json", 200, ""},
+		{"userinfo", "GET", "http://grafana.example.com/oauth2/userinfo", 200, ""},
+		{"forward-auth", "GET", "http://grafana.example.com/oauth2/auth", 202, ""},
+		{"sign_out", "GET", "http://grafana.example.com/oauth2/sign_out", 200, ""},
+		{"handoff", "GET", "http://grafana.example.com/oauth2/handoff?code=x", http.StatusTeapot, ""},
+		{"ping", "GET", "http://grafana.example.com/ping", 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, tt.url, strings.NewReader("end=all&csrf_token=x&action=approve"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.AddCookie(cookie)
+			rec := f.do(r)
+			if rec.Code != tt.want || rec.Header().Get("Location") != tt.wantLoc {
+				t.Fatalf("%d to %q, want %d to %q: %s", rec.Code, rec.Header().Get("Location"), tt.want, tt.wantLoc, rec.Body)
+			}
+		})
+	}
+}
+
+// A wildcard route's assertions name the host they were made for, so
+// that one tenant's assertion is no good at another's; routes on one host
+// share it.
+func TestRouteAssertionAudience(t *testing.T) {
+	f := newRoutesFixture(t, UpstreamConfig{}, estate(), nil)
+	cookie := f.signIn(t, aliceID)
+	claimsOf := func(t *testing.T, raw string) assertion.Claims {
+		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
 		}
+		var set jose.JSONWebKeySet
+		_ = json.Unmarshal(f.signer.JWKS(), &set)
+		var c assertion.Claims
+		if err := tok.Claims(set.Keys[0].Key, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct{ url, wantAud string }{
+		{"http://tenant-a.apps.example.com/", "tenant-a.apps.example.com"},
+		{"http://tenant-b.apps.example.com/", "tenant-b.apps.example.com"},
+		{"http://Tenant-B.Apps.example.com.:8443/x", "tenant-b.apps.example.com"},
+		{"http://special.apps.example.com/only/x", "special.apps.example.com"},
+		{"http://grafana.example.com/", "grafana.example.com"},
+		{"http://ops.example.com/prometheus/x", "ops.example.com"},
+		{"http://ops.example.com/alertmanager/x", "ops.example.com"},
+		{"http://ops.example.com/", "ops.example.com"},
+	}
+	byAud := map[string]string{}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			if rec := f.get(t, tt.url, cookie); rec.Code != 200 {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			raw := f.upstreamSaw(t).Header.Get("X-Gatehouse-Assertion")
+			if aud := claimsOf(t, raw).Audience; len(aud) != 1 || aud[0] != tt.wantAud {
+				t.Fatalf("aud = %v, want [%s]", aud, tt.wantAud)
+			}
+			// The cache hands one assertion per audience, never another's.
+			if prev, ok := byAud[tt.wantAud]; ok && prev != raw {
+				t.Errorf("two assertions for %s within their lifetime", tt.wantAud)
+			}
+			for aud, other := range byAud {
+				if aud != tt.wantAud && other == raw {
+					t.Fatalf("the assertion for %s was sent to %s", aud, tt.wantAud)
+				}
+			}
+			byAud[tt.wantAud] = raw
+		})
+	}
+}
+
+// Every reading an upstream may make of a path must choose the same route:
+// without its ";" parameters (kept) or with runs of slashes merged,
+// "/alertmanager;x/api" and "//alertmanager/api" are alertmanager's paths,
+// though the decoded path would fall to the host's catch-all route and
+// escape alertmanager's filters.
+func TestRouteReadingsMustAgree(t *testing.T) {
+	f := newRoutesFixture(t, UpstreamConfig{PathParameters: "keep"}, estate(), nil)
+	dave := aliceID
+	dave.Subject, dave.User, dave.Email, dave.Groups = "2", "dave", "dave@example.com", []string{"staff"}
+	cookie := f.signIn(t, dave) // not in ops: alertmanager refuses him
+	tests := []struct {
+		name, url string
+		want      int
+		wantPath  string // as the upstream saw it
+	}{
+		{"parameters on the prefix", "http://ops.example.com/alertmanager;x/api", 400, ""},
+		{"parameters on the prefix, escaped", "http://ops.example.com/alertmanager%3Bx/api/v2", 400, ""},
+		{"a leading double slash", "http://ops.example.com//alertmanager/api", 400, ""},
+		{"a double slash inside a prefix", "http://ops.example.com/alertmanager//api", 403, ""},
+		{"many slashes", "http://ops.example.com///prometheus///graph", 400, ""},
+		{"the prefix itself, doubled", "http://ops.example.com//alertmanager", 400, ""},
+		{"the route's own filters hold", "http://ops.example.com/alertmanager/api", 403, ""},
+		{"parameters after the prefix: one route either way", "http://ops.example.com/prometheus/graph;x=1", 200, "/prometheus/graph;x=1"},
+		{"double slash within the catch-all", "http://ops.example.com/other//x", 200, "/ops/other//x"},
+		{"a single-route host keeps its double slashes", "http://grafana.example.com//d/x", 200, "/grafana//d/x"},
+		{"a parameter that names no prefix", "http://ops.example.com/prometheusx;a/b", 200, "/ops/prometheusx;a/b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := f.get(t, tt.url, cookie)
+			if rec.Code != tt.want {
+				t.Fatalf("code = %d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+			if tt.want == 400 && !strings.Contains(rec.Body.String(), "different routes") {
+				t.Fatalf("400 without saying why: %s", rec.Body)
+			}
+			if tt.want != 200 {
+				f.upstreamNotCalled(t)
+				return
+			}
+			if got := f.upstreamSaw(t).URL.Path; got != tt.wantPath {
+				t.Fatalf("upstream saw %q, want %q", got, tt.wantPath)
+			}
+		})
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://ops.example.com//alertmanager/api", nil)
+	r.Header.Set("Accept", "application/json")
+	r.AddCookie(cookie)
+	if rec := f.do(r); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"invalid_request"`) {
+		t.Fatalf("JSON: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/canonical"
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/internal/hostname"
 )
@@ -27,8 +28,21 @@ type Route struct {
 	index    int // in the table, for per-route state kept by the Handler
 }
 
-// Host is the route's from.host (canonical), also its assertions' aud.
+// Host is the route's from.host (canonical): "*.example.com" for a
+// wildcard route.
 func (r *Route) Host() string { return r.host }
+
+// audience is the aud of the assertions sent on this route for a request
+// to hostport: the route's from.host, or for a wildcard route the
+// canonical host the request came to, so that one tenant's assertion
+// ("a.apps.example.com") is no good at another's. Routes on one host with
+// different prefixes share that host as their audience.
+func (r *Route) audience(hostport string) string {
+	if strings.HasPrefix(r.host, "*.") {
+		return hostname.Canonical(hostport)
+	}
+	return r.host
+}
 
 // Prefix is the route's from.path_prefix.
 func (r *Route) Prefix() string { return r.prefix }
@@ -100,6 +114,54 @@ func (t *RouteTable) Match(hostport, path string) *Route {
 		}
 	}
 	return nil
+}
+
+// MatchPath returns the route for a Host header and a canonical path, and
+// whether the path's readings choose different routes. Besides the
+// decoded path, an upstream may read the path without its ";" parameters
+// (when they are kept: Tomcat and Spring serve "/alertmanager;x/api" as
+// "/alertmanager/api") or with runs of slashes merged (many servers serve
+// "//alertmanager/api" as "/alertmanager/api"). If those readings chose
+// another route than the decoded path, the request would pass one route's
+// rules and reach another's upstream as if it were there: such a request
+// is ambiguous, and refused. (Nil for no route counts as a choice.)
+func (t *RouteTable) MatchPath(hostport string, p canonical.Path) (route *Route, ambiguous bool) {
+	routes := t.hostRoutes(hostport)
+	match := func(path string) *Route {
+		for _, r := range routes {
+			if r.matchesPath(path) {
+				return r
+			}
+		}
+		return nil
+	}
+	route = match(p.Decoded)
+	if len(routes) < 2 && route != nil {
+		return route, false // one route takes every path of the host
+	}
+	readings := [...]string{p.Stripped, mergeSlashes(p.Decoded), mergeSlashes(p.Stripped)}
+	for _, path := range readings {
+		if path != p.Decoded && match(path) != route {
+			return nil, true
+		}
+	}
+	return route, false
+}
+
+// mergeSlashes is path with each run of slashes made one.
+func mergeSlashes(path string) string {
+	if !strings.Contains(path, "//") {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path))
+	for i := 0; i < len(path); i++ {
+		if path[i] == '/' && i > 0 && path[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(path[i])
+	}
+	return b.String()
 }
 
 // IsRouteHost reports whether a host (a port is ignored) is one that some

@@ -54,6 +54,48 @@ func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
 	h.o.Pages.Error(w, http.StatusNotFound, "Not found", "There is no service at this address.", "")
 }
 
+// refuseAmbiguousRoute answers a request whose path readings (decoded,
+// without ";" parameters, with slashes merged) choose different routes:
+// 400, and never an upstream.
+func (h *Handler) refuseAmbiguousRoute(w http.ResponseWriter, r *http.Request) {
+	const reason = "the path reaches different routes depending on how ';' parameters or repeated slashes are read"
+	if pages.WantsJSON(r) {
+		pages.JSONError(w, http.StatusBadRequest, "invalid_request", reason)
+		return
+	}
+	h.o.Pages.Error(w, http.StatusBadRequest, "Bad request",
+		"This address cannot be served: "+reason+". Servers could read it in different ways, so Gatehouse refuses it.", "")
+}
+
+// personalOnAuthHostOnly keeps the pages where a signed-in person acts
+// with their session (approving a device code, listing and ending
+// sessions) on the auth host. On a route host they would answer in the
+// upstream's origin, where the upstream's own scripts could approve a
+// device code as the person or end their sessions. A GET there is sent to
+// the same page on the auth host; anything else gets 404. It reports
+// whether it answered.
+func (h *Handler) personalOnAuthHostOnly(w http.ResponseWriter, r *http.Request, clean string) bool {
+	if h.o.RouteTable == nil || h.onAuthHost(r) || (clean != h.prefix+"/device" && clean != h.prefix+"/sessions") {
+		return false
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		loc := strings.TrimSuffix(h.o.PublicURL.String(), "/") + clean
+		if r.URL.RawQuery != "" {
+			loc += "?" + r.URL.RawQuery
+		}
+		pages.NoStore(w.Header())
+		http.Redirect(w, r, loc, http.StatusFound)
+		return true
+	}
+	h.o.Logger.Info("refused on a route host", "event", "route_host_endpoint", "path", clean, "host", r.Host)
+	if pages.WantsJSON(r) {
+		pages.JSONError(w, http.StatusNotFound, "not_found", "this endpoint is served on "+h.o.PublicURL.Host+" only")
+		return true
+	}
+	h.o.Pages.Error(w, http.StatusNotFound, "Not found", "This page is served on "+h.o.PublicURL.Host+" only.", "")
+	return true
+}
+
 // onAuthHost reports whether r came to public_url's host (any port: a
 // cookie does not tell ports apart either).
 func (h *Handler) onAuthHost(r *http.Request) bool {

@@ -172,8 +172,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		t := target{method: r.Method, path: p}
 		if h.o.RouteTable != nil {
-			// Routes are chosen on the canonical path, like every decision.
-			if t.route = h.o.RouteTable.Match(r.Host, p.Decoded); t.route == nil {
+			// Routes are chosen on the canonical path, like every
+			// decision, and every reading an upstream may make of it
+			// must choose the same one.
+			var ambiguous bool
+			if t.route, ambiguous = h.o.RouteTable.MatchPath(r.Host, p); ambiguous {
+				noteHandler(r.Context(), "bad_request")
+				h.o.Metrics.Denied("path")
+				h.refuseAmbiguousRoute(w, r)
+				return
+			}
+			if t.route == nil {
 				noteHandler(r.Context(), "no_route")
 				h.noRoute(w, r)
 				return
@@ -204,7 +213,7 @@ func (h *Handler) serveOwn(w http.ResponseWriter, r *http.Request, clean string)
 		handler, pattern = h.mux.Handler(r2)
 	}
 	noteHandler(r.Context(), handlerName(pattern, h.prefix))
-	if pattern != "" && h.toAuthHost(w, r2, clean) {
+	if pattern != "" && (h.toAuthHost(w, r2, clean) || h.personalOnAuthHostOnly(w, r2, clean)) {
 		return
 	}
 	if pattern == "" && exact && h.otherMethodServes(r2) {
@@ -275,7 +284,8 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, t target) {
 	forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey, f)))
 }
 
-// sign adds the assertion to f, for route's host when there is a route.
+// sign adds the assertion to f, for route's audience when there is a
+// route (the cache is keyed by audience too).
 // Upstreams may rely on it, so a request is never forwarded without it;
 // when it returns false it has answered.
 func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded, route *Route) bool {
@@ -285,7 +295,7 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded, rou
 	var jwt string
 	var err error
 	if route != nil {
-		jwt, err = h.o.Assertion.SignCachedFor(route.host, f.cacheKey, f.identity, f.sid)
+		jwt, err = h.o.Assertion.SignCachedFor(route.audience(r.Host), f.cacheKey, f.identity, f.sid)
 	} else {
 		jwt, err = h.o.Assertion.SignCached(f.cacheKey, f.identity, f.sid)
 	}

@@ -8,12 +8,25 @@ package hostname
 import (
 	"net"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/identity"
 )
 
 // Canonical returns the host name of a Host header or URL host: without
 // its port, in lower case, and without one trailing dot (DNS reads
 // "example.com." as "example.com"). IPv6 literals lose their brackets.
+//
+// A host with any byte outside ASCII is no host at all: Canonical returns
+// "", which names nothing. Unicode case folding would otherwise read
+// "\u0130" (capital I with a dot) as "i" and the Kelvin sign as "k", so
+// that a name browsers resolve to a different (punycode) domain compared
+// equal to a route host. Only ASCII letters are lowered.
 func Canonical(hostport string) string {
+	for i := 0; i < len(hostport); i++ {
+		if hostport[i] >= 0x80 {
+			return ""
+		}
+	}
 	h := hostport
 	if host, _, err := net.SplitHostPort(hostport); err == nil {
 		h = host
@@ -21,7 +34,7 @@ func Canonical(hostport string) string {
 		h = h[1 : len(h)-1]
 	}
 	h = strings.TrimSuffix(h, ".")
-	return strings.ToLower(h)
+	return identity.LowerASCII(h)
 }
 
 // Matches reports whether the canonical host name host is pattern: a

@@ -13,6 +13,13 @@ func TestCanonical(t *testing.T) {
 		{"[::1]:4180", "::1"},
 		{"[::1]", "::1"},
 		{"", ""},
+		// Outside ASCII: no host. Unicode lower-casing would read U+0130
+		// as "i" and U+212A (Kelvin) as "k".
+		{"w\u0130ki.example.com", ""},
+		{"\u212Aibana.example.com", ""},
+		{"grafana.example.com\u3002", ""},
+		{"gr\u00e4fana.example.com:443", ""},
+		{"xn--grfana-gua.example.com", "xn--grfana-gua.example.com"},
 	}
 	for _, tt := range tests {
 		if got := Canonical(tt.in); got != tt.want {
