@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,6 +76,8 @@ type Metrics struct {
 	ProviderUp       *prometheus.GaugeVec   // provider; 1 when its discovery (or API) answered at the last /ready
 
 	own []prometheus.Collector // Gatehouse's own collectors, without Go and process
+
+	requests sync.Map // handler name → *requestSeries
 }
 
 // New creates and registers the metrics, with Go and process collectors.
@@ -229,10 +233,41 @@ func (m *Metrics) DeviceAuth(result string) {
 
 // Request records one served request.
 func (m *Metrics) Request(handler string, code int, d time.Duration) {
-	if m != nil {
-		m.HTTPRequests.WithLabelValues(handler, strconv.Itoa(code)).Inc()
-		m.HTTPDuration.WithLabelValues(handler).Observe(d.Seconds())
+	if m == nil {
+		return
 	}
+	rs := m.requestSeries(handler)
+	rs.counter(m, handler, code).Inc()
+	rs.duration.Observe(d.Seconds())
+}
+
+// requestSeries are the series of one handler, looked up once: the
+// handler names are a small fixed set, and WithLabelValues (hashing the
+// label values under a lock) on every request is measurable.
+type requestSeries struct {
+	duration prometheus.Observer
+	codes    [600]atomic.Pointer[prometheus.Counter] // by status code, filled on first use
+}
+
+func (m *Metrics) requestSeries(handler string) *requestSeries {
+	if v, ok := m.requests.Load(handler); ok {
+		return v.(*requestSeries)
+	}
+	v, _ := m.requests.LoadOrStore(handler, &requestSeries{duration: m.HTTPDuration.WithLabelValues(handler)})
+	return v.(*requestSeries)
+}
+
+func (rs *requestSeries) counter(m *Metrics, handler string, code int) prometheus.Counter {
+	if code < 0 || code >= len(rs.codes) {
+		return m.HTTPRequests.WithLabelValues(handler, strconv.Itoa(code))
+	}
+	if c := rs.codes[code].Load(); c != nil {
+		return *c
+	}
+	// Two requests racing here store the same child series.
+	c := m.HTTPRequests.WithLabelValues(handler, strconv.Itoa(code))
+	rs.codes[code].Store(&c)
+	return c
 }
 
 // InstrumentStore wraps a store so its operations are counted and timed;
@@ -241,88 +276,123 @@ func (m *Metrics) InstrumentStore(s sessionstore.Store, name string) sessionstor
 	if m == nil {
 		return s
 	}
-	for _, op := range StoreOps {
-		for _, r := range StoreResults {
-			m.StoreOps.WithLabelValues(name, op, r)
+	i := &instrumented{Store: s}
+	// The label sets are fixed: look each series up once here, not with
+	// WithLabelValues (hashing every label) on every operation.
+	for o, op := range StoreOps {
+		for r, result := range StoreResults {
+			i.count[o][r] = m.StoreOps.WithLabelValues(name, op, result)
 		}
+		i.duration[o] = m.StoreDuration.WithLabelValues(name, op)
 	}
-	return &instrumented{Store: s, name: name, m: m}
+	return i
 }
+
+// Indexes in StoreOps (in its order; metrics_test checks it).
+const (
+	opGet = iota
+	opGetMulti
+	opSet
+	opAdd
+	opReplace
+	opTouch
+	opAppend
+	opDelete
+	numOps
+)
+
+// Indexes in StoreResults (in its order).
+const (
+	resultOK = iota
+	resultMiss
+	resultExists
+	resultError
+	numResults
+)
 
 type instrumented struct {
 	sessionstore.Store
-	name string
-	m    *Metrics
+	count    [numOps][numResults]prometheus.Counter // by op and result
+	duration [numOps]prometheus.Observer            // by op
 }
 
-func (i *instrumented) observe(op string, start time.Time, err error) {
-	result := "ok"
+func (i *instrumented) observe(op int, start time.Time, err error) {
+	result := resultOK
 	switch {
 	case err == nil:
 	case errors.Is(err, sessionstore.ErrNotFound):
-		result = "miss"
+		result = resultMiss
 	case errors.Is(err, sessionstore.ErrExists):
-		result = "exists"
+		result = resultExists
 	default:
-		result = "error"
+		result = resultError
 	}
-	i.m.StoreOps.WithLabelValues(i.name, op, result).Inc()
-	i.m.StoreDuration.WithLabelValues(i.name, op).Observe(time.Since(start).Seconds())
+	i.count[op][result].Inc()
+	i.duration[op].Observe(time.Since(start).Seconds())
+}
+
+// GetFew implements sessionstore.FewGetter, counted as get_multi, so the
+// session hot path keeps the inner store's fast path.
+func (i *instrumented) GetFew(ctx context.Context, keys [sessionstore.MaxFew]string) ([sessionstore.MaxFew][]byte, error) {
+	start := time.Now()
+	v, err := sessionstore.GetFew(ctx, i.Store, keys)
+	i.observe(opGetMulti, start, err)
+	return v, err
 }
 
 func (i *instrumented) Get(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
 	v, err := i.Store.Get(ctx, key)
-	i.observe("get", start, err)
+	i.observe(opGet, start, err)
 	return v, err
 }
 
 func (i *instrumented) GetMulti(ctx context.Context, keys []string) (map[string][]byte, error) {
 	start := time.Now()
 	v, err := i.Store.GetMulti(ctx, keys)
-	i.observe("get_multi", start, err)
+	i.observe(opGetMulti, start, err)
 	return v, err
 }
 
 func (i *instrumented) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Set(ctx, key, value, ttl)
-	i.observe("set", start, err)
+	i.observe(opSet, start, err)
 	return err
 }
 
 func (i *instrumented) Add(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Add(ctx, key, value, ttl)
-	i.observe("add", start, err)
+	i.observe(opAdd, start, err)
 	return err
 }
 
 func (i *instrumented) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Replace(ctx, key, value, ttl)
-	i.observe("replace", start, err)
+	i.observe(opReplace, start, err)
 	return err
 }
 
 func (i *instrumented) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Touch(ctx, key, ttl)
-	i.observe("touch", start, err)
+	i.observe(opTouch, start, err)
 	return err
 }
 
 func (i *instrumented) Append(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := i.Store.Append(ctx, key, value, ttl)
-	i.observe("append", start, err)
+	i.observe(opAppend, start, err)
 	return err
 }
 
 func (i *instrumented) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	err := i.Store.Delete(ctx, key)
-	i.observe("delete", start, err)
+	i.observe(opDelete, start, err)
 	return err
 }
 

@@ -15,6 +15,9 @@ import (
 type requestNote struct {
 	user    string
 	handler string // metrics label: which of Gatehouse's handlers served it
+	// forward is the identity the gate let this request pass with (see
+	// Handler.gate); nil for a request that passed without one.
+	forward *forwarded
 }
 
 const noteKey ctxKey = 1
@@ -64,6 +67,12 @@ func noteHandler(ctx context.Context, name string) {
 	}
 }
 
+// observed is what Observe keeps of one request.
+type observed struct {
+	note requestNote
+	rec  statusRecorder
+}
+
 // Observe logs one line per request (method, path — never the
 // query, which may hold codes or tokens —, status, duration, user) and
 // counts it in the metrics by handler name.
@@ -71,8 +80,9 @@ func Observe(next http.Handler, log *slog.Logger, trusted []netip.Prefix, m *met
 	tp := trustedProxies(trusted)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		note := &requestNote{}
-		rec := &statusRecorder{ResponseWriter: w}
+		// The note and the recorder in one allocation.
+		o := &observed{rec: statusRecorder{ResponseWriter: w}}
+		note, rec := &o.note, &o.rec
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey, note)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK

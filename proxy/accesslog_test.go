@@ -56,3 +56,19 @@ func TestAccessLog(t *testing.T) {
 		}
 	}
 }
+
+// clientIP skips formatting an IPv4 peer again (it runs for the access
+// log and X-Real-Ip on every request): the text it returns must be
+// exactly what formatting would give.
+func TestPeerTextIsTheFormattedAddress(t *testing.T) {
+	for _, ra := range []string{"1.2.3.4:5", "1.2.3.4", "001.2.3.4:5", "[::ffff:1.2.3.4]:5", "[::1]:5", "[fe80::1%eth0]:1", "1.2.3.4%x:1", "bad"} {
+		r := &http.Request{RemoteAddr: ra}
+		a, text := peerText(r)
+		if text != "" && text != a.String() {
+			t.Errorf("%s: text %q, formatted %q", ra, text, a.String())
+		}
+		if got, want := trustedProxies(nil).clientIP(r), a.String(); got != want {
+			t.Errorf("%s: clientIP %q, want %q", ra, got, want)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func benchmarkGate(b *testing.B, id identity.Identity, policies []filters.Policy
 	h := f.h.(*Handler)
 	var upstreamBytes int
 	h.forward = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f := r.Context().Value(forwardKey).(*forwarded)
+		f, _ := forwardedOf(r)
 		upstreamBytes = len(strings.Join(f.values.groups, "")) + len(f.assertion)
 	})
 	cookie := f.signIn(b, id)

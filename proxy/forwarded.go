@@ -12,15 +12,26 @@ type trustedProxies []netip.Prefix
 
 // peer is the address of the TCP peer.
 func peer(r *http.Request) netip.Addr {
+	a, _ := peerText(r)
+	return a
+}
+
+// peerText is peer, and its text when that is exactly a.String() without
+// formatting it again (an IPv4 address: netip parses only its canonical
+// dotted form), else "".
+func peerText(r *http.Request) (netip.Addr, string) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return netip.Addr{}
+		return netip.Addr{}, ""
 	}
-	return a.Unmap()
+	if a.Is4() {
+		return a, host
+	}
+	return a.Unmap(), ""
 }
 
 func (t trustedProxies) contains(a netip.Addr) bool {
@@ -41,8 +52,11 @@ func (t trustedProxies) trusts(r *http.Request) bool { return t.contains(peer(r)
 // ClientIP is the address of the client: the peer, or, when the peer is a
 // trusted proxy, the right-most X-Forwarded-For entry that is not.
 func (t trustedProxies) clientIP(r *http.Request) string {
-	p := peer(r)
+	p, text := peerText(r)
 	if !t.contains(p) {
+		if text != "" {
+			return text // no allocation: it runs twice per request
+		}
 		return p.String()
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")

@@ -174,26 +174,31 @@ func sanitizeHeaderValue(v string) string {
 	}, v)
 }
 
-// ownCookies reports, for session cookie cookieName, whether a cookie name
-// is one of Gatehouse's: the session cookie, a sign-in state cookie, or
-// the hand-off binding cookie (also in its "__Host-" form, see
-// handoff.BindingCookieName).
-func ownCookies(cookieName string) func(name string) bool {
+// ownCookies tells, for session cookie name, whether a cookie name is one
+// of Gatehouse's: the session cookie, a sign-in state cookie, or the
+// hand-off binding cookie (also in its "__Host-" form, see
+// handoff.BindingCookieName). An upstream builds it once: its prefixes
+// are fixed, and building them per request cost three allocations.
+type ownCookies struct{ name, statePrefix, hostStatePrefix string }
+
+func newOwnCookies(cookieName string) ownCookies {
 	statePrefix := authn.StateCookiePrefix(cookieName)
-	hostStatePrefix := "__Host-" + strings.TrimPrefix(statePrefix, "__Secure-")
-	return func(name string) bool {
-		return name == cookieName || strings.HasPrefix(name, statePrefix) || strings.HasPrefix(name, hostStatePrefix)
-	}
+	return ownCookies{name: cookieName, statePrefix: statePrefix, hostStatePrefix: "__Host-" + strings.TrimPrefix(statePrefix, "__Secure-")}
+}
+
+func (o ownCookies) has(name string) bool {
+	return name == o.name || strings.HasPrefix(name, o.statePrefix) || strings.HasPrefix(name, o.hostStatePrefix)
 }
 
 // stripCookie removes Gatehouse's own cookies from the Cookie header so
 // the upstream never sees a session ticket it could replay.
-func stripCookie(hdr http.Header, cookieName string) {
+func stripCookie(hdr http.Header, cookieName string) { stripOwnCookies(hdr, newOwnCookies(cookieName)) }
+
+func stripOwnCookies(hdr http.Header, own ownCookies) {
 	lines := hdr.Values("Cookie")
 	if len(lines) == 0 {
 		return
 	}
-	own := ownCookies(cookieName)
 	var kept strings.Builder // built only when something is kept
 	for _, line := range lines {
 		for rest := line; rest != ""; {
@@ -203,7 +208,7 @@ func stripCookie(hdr http.Header, cookieName string) {
 			// Compare the name as cookie parsers read it, spaces trimmed,
 			// so " _gatehouse =x" cannot slip a ticket to the upstream.
 			name = strings.TrimSpace(name)
-			if own(name) {
+			if own.has(name) {
 				continue
 			}
 			if p := strings.TrimSpace(part); p != "" {
@@ -224,16 +229,19 @@ func stripCookie(hdr http.Header, cookieName string) {
 // Gatehouse's own cookies: the upstream must not be able to plant or
 // replace a session in the browser.
 func stripSetCookie(hdr http.Header, cookieName string) {
+	stripOwnSetCookies(hdr, newOwnCookies(cookieName))
+}
+
+func stripOwnSetCookies(hdr http.Header, own ownCookies) {
 	lines := hdr.Values("Set-Cookie")
 	if len(lines) == 0 {
 		return
 	}
-	own := ownCookies(cookieName)
 	var kept []string
 	for _, line := range lines {
 		name, _, _ := strings.Cut(line, "=")
 		name = strings.TrimSpace(name)
-		if own(name) {
+		if own.has(name) {
 			continue
 		}
 		kept = append(kept, line)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/authn"
 	"github.com/gatehouse/gatehouse/filters"
 	"github.com/gatehouse/gatehouse/identity"
+	"github.com/gatehouse/gatehouse/metrics"
 	"github.com/gatehouse/gatehouse/pages"
 	"github.com/gatehouse/gatehouse/session"
 	"github.com/gatehouse/gatehouse/sessionstore"
@@ -173,8 +175,24 @@ func TestUnauthenticated(t *testing.T) {
 	}
 }
 
+// observed wraps f's handler in Observe, as the server does: the gate
+// then hands the identity to the upstream on the request's note rather
+// than in a context value of its own.
+func (f *fixture) observed() *fixture {
+	f.h = Observe(f.h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, metrics.New())
+	return f
+}
+
 func TestIdentityHeadersScrubbedAndSet(t *testing.T) {
-	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}})
+	t.Run("bare", func(t *testing.T) {
+		testIdentityHeadersScrubbedAndSet(t, newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}}))
+	})
+	t.Run("observed", func(t *testing.T) {
+		testIdentityHeadersScrubbedAndSet(t, newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}}).observed())
+	})
+}
+
+func testIdentityHeadersScrubbedAndSet(t *testing.T, f *fixture) {
 	cookie := f.signIn(t, aliceID)
 	r := httptest.NewRequest(http.MethodGet, "/app", nil)
 	r.AddCookie(cookie)
@@ -653,7 +671,15 @@ func TestBrowserPostWithoutSessionIsNotRedirected(t *testing.T) {
 }
 
 func TestSkipAuthRouteScrubsEverySpoofedIdentity(t *testing.T) {
-	f := newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}})
+	t.Run("bare", func(t *testing.T) {
+		testSkipAuthRouteScrubs(t, newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}}))
+	})
+	t.Run("observed", func(t *testing.T) {
+		testSkipAuthRouteScrubs(t, newFixture(t, fixtureOpts{skipAuth: []string{"^/public/"}}).observed())
+	})
+}
+
+func testSkipAuthRouteScrubs(t *testing.T, f *fixture) {
 	r := httptest.NewRequest(http.MethodGet, "/public/logo.png", nil)
 	spoofed := []string{"X-Forwarded-User", "X_Forwarded_User", "x-forwarded-email", "X-Forwarded-Groups",
 		"X-Forwarded-Preferred-Username", "X-Gatehouse-Assertion", "X-Auth-Request-User", "X-Forwarded-Access-Token"}
@@ -713,5 +739,18 @@ func TestForwardedPathIsThePathThatWasAuthorized(t *testing.T) {
 				t.Fatalf("the upstream received %q", up.RequestURI)
 			}
 		})
+	}
+}
+
+// sessionCacheKey is the session's id and validation time, as before it
+// was built in a stack buffer.
+func TestSessionCacheKey(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	s, err := f.sessions.Create(context.Background(), httptest.NewRecorder(), aliceID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sessionCacheKey(s), s.ID()+"|"+strconv.FormatInt(s.ValidatedAt.UnixNano(), 36); got != want {
+		t.Fatalf("sessionCacheKey = %q, want %q", got, want)
 	}
 }

@@ -281,6 +281,14 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	f.values = h.values.get(f.cacheKey, f.identity)
+	// Behind Observe (always, in the server) the identity rides on the
+	// request's own note, which is this request's alone: no new context
+	// and request copy for each request.
+	if n, ok := r.Context().Value(noteKey).(*requestNote); ok {
+		n.forward = f
+		forward.ServeHTTP(w, r)
+		return
+	}
 	forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey, f)))
 }
 

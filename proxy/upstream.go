@@ -48,13 +48,14 @@ type upstream struct {
 	headers *identityHeaders
 	trusted trustedProxies
 	cookie  string
+	own     ownCookies // Gatehouse's cookies, never passed upstream
 	pages   *pages.Renderer
 	log     *slog.Logger
 }
 
 func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, trusted trustedProxies,
 	cookie string, pg *pages.Renderer, log *slog.Logger, m *metrics.Metrics) *upstream {
-	u := &upstream{target: target, cfg: cfg, headers: headers, trusted: trusted, cookie: cookie, pages: pg, log: log}
+	u := &upstream{target: target, cfg: cfg, headers: headers, trusted: trusted, cookie: cookie, own: newOwnCookies(cookie), pages: pg, log: log}
 	// Validated at load; should it not parse, no Authorization is set.
 	u.auth, _ = parseAuthorizationMode(cfg.SetAuthorization)
 	transport := &http.Transport{
@@ -85,7 +86,7 @@ func newUpstream(target *url.URL, cfg UpstreamConfig, headers *identityHeaders, 
 	u.rp = &httputil.ReverseProxy{
 		Rewrite: u.rewrite,
 		ModifyResponse: func(resp *http.Response) error {
-			stripSetCookie(resp.Header, cookie)
+			stripOwnSetCookies(resp.Header, u.own)
 			return nil
 		},
 		Transport:    timedTransport{rt: transport, m: m},
@@ -124,21 +125,21 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
-	out.Header.Set("X-Forwarded-Proto", u.trusted.scheme(in))
+	out.Header["X-Forwarded-Proto"] = schemeValue(u.trusted.scheme(in))
 	if h := in.Header.Get("X-Forwarded-Host"); h != "" && u.trusted.trusts(in) {
 		out.Header.Set("X-Forwarded-Host", h)
 	}
 	out.Header.Set("X-Real-Ip", u.trusted.clientIP(in))
 
 	u.headers.strip(out.Header)
-	stripCookie(out.Header, u.cookie)
+	stripOwnCookies(out.Header, u.own)
 	stripGatehouseTokens(out.Header)
 	if u.auth != authorizeNone {
 		// This upstream takes Authorization as Gatehouse's word: a
 		// client's own never passes, skip-auth routes included.
 		out.Header.Del("Authorization")
 	}
-	if f, ok := in.Context().Value(forwardKey).(*forwarded); ok {
+	if f, ok := forwardedOf(in); ok {
 		if f.bearer {
 			out.Header.Del("Authorization")
 		}
@@ -153,6 +154,32 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 			out.Header.Set("Authorization", "Bearer "+sanitizeHeaderValue(f.accessToken))
 		}
 	}
+}
+
+// schemeValue is the header value of scheme ("http" or "https", what
+// trustedProxies.scheme returns), shared between requests rather than
+// allocated for each: nothing modifies an outgoing header's values.
+func schemeValue(scheme string) []string {
+	switch scheme {
+	case "https":
+		return httpsValue
+	case "http":
+		return httpValue
+	}
+	return []string{scheme}
+}
+
+var httpValue, httpsValue = []string{"http"}, []string{"https"}
+
+// forwardedOf returns the identity gate attached to a request it let
+// pass (see Handler.gate), if any.
+func forwardedOf(r *http.Request) (*forwarded, bool) {
+	ctx := r.Context()
+	if n, ok := ctx.Value(noteKey).(*requestNote); ok && n.forward != nil {
+		return n.forward, true
+	}
+	f, ok := ctx.Value(forwardKey).(*forwarded)
+	return f, ok
 }
 
 // stripPathPrefix removes prefix (which p begins with, on a segment

@@ -219,17 +219,15 @@ func cookieValue(r *http.Request, name string) (value string, n int) {
 func (m *Manager) load(ctx context.Context, value string, t ticket, cached openEntry, hit bool) (*Session, error) {
 	// The session, its user's generation and, when it has one, its logout
 	// record, in one round trip.
-	sessionKey, genKey, logoutKey := t.storeKey(), t.generationKey(), t.names.logoutKey
-	keys := []string{sessionKey, genKey}
-	if logoutKey != "" {
-		keys = append(keys, logoutKey)
-	}
-	recs, err := m.store.GetMulti(ctx, keys)
+	// GetFew, not GetMulti: no map and, from the memory store, no copies
+	// (the records are only read, never modified).
+	sessionKey, logoutKey := t.storeKey(), t.names.logoutKey
+	recs, err := sessionstore.GetFew(ctx, m.store, [sessionstore.MaxFew]string{sessionKey, t.generationKey(), logoutKey})
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	rec, ok := recs[sessionKey]
-	if !ok {
+	rec, gen, logoutRec := recs[0], recs[1], recs[2]
+	if rec == nil {
 		return nil, ErrNoSession
 	}
 	s, ok := m.open(value, t, rec, cached, hit)
@@ -245,14 +243,14 @@ func (m *Manager) load(ctx context.Context, value string, t ticket, cached openE
 	// The session lives only while its generation is the user's current
 	// one: "sign out everywhere" replaced it, and a generation that cannot
 	// be found (evicted, or its node gone) ends the session too.
-	if gen, ok := recs[genKey]; !ok || s.Generation == "" || string(gen) != s.Generation {
+	if gen == nil || s.Generation == "" || string(gen) != s.Generation {
 		_ = m.store.Delete(ctx, sessionKey)
 		return nil, ErrNoSession
 	}
 	// Likewise its provider session, when the provider can end it (open
 	// checked that the ticket names this session's own record).
 	if s.Logout != "" {
-		if v, ok := recs[logoutKey]; !ok || string(v) != s.Logout {
+		if logoutRec == nil || logoutKey == "" || string(logoutRec) != s.Logout {
 			_ = m.store.Delete(ctx, sessionKey)
 			return nil, ErrNoSession
 		}

@@ -9,6 +9,10 @@ import (
 // Memory is an in-process Store for a single replica. Expired records are
 // dropped when read and swept periodically so memory stays bounded by the
 // number of live sessions.
+//
+// A record's bytes are never modified once stored (put copies what it is
+// given, Append builds a new slice), so GetFew can hand out the stored
+// slices themselves instead of copies.
 type Memory struct {
 	mu        sync.Mutex
 	items     map[string]memItem
@@ -57,6 +61,28 @@ func (m *Memory) GetMulti(_ context.Context, keys []string) (map[string][]byte, 
 			continue
 		}
 		out[key] = append([]byte(nil), it.value...)
+	}
+	return out, nil
+}
+
+// GetFew implements FewGetter: GetMulti for the session hot path, with
+// neither a map nor copies. The records returned are the store's own
+// (immutable, see Memory): callers must not modify them.
+func (m *Memory) GetFew(_ context.Context, keys [MaxFew]string) ([MaxFew][]byte, error) {
+	var out [MaxFew][]byte
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for i, key := range keys {
+		if key == "" {
+			continue
+		}
+		it, ok := m.items[key]
+		if !ok || !now.Before(it.expires) {
+			delete(m.items, key)
+			continue
+		}
+		out[i] = present(it.value)
 	}
 	return out, nil
 }
@@ -114,9 +140,9 @@ func (m *Memory) Append(_ context.Context, key string, value []byte, ttl time.Du
 		return nil
 	}
 	it := m.items[key]
-	// it.value is the store's own copy (put and Get copy), so appending
-	// in place aliases nothing a caller holds.
-	it.value = append(it.value, value...)
+	// A new slice, never an append in place: GetFew hands out the stored
+	// bytes, which must not change under their reader.
+	it.value = append(append(make([]byte, 0, len(it.value)+len(value)), it.value...), value...)
 	it.expires = m.now().Add(ttl)
 	m.items[key] = it
 	return nil

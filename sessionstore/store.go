@@ -65,3 +65,51 @@ type Store interface {
 	// Ping reports whether the store can serve requests (readiness).
 	Ping(ctx context.Context) error
 }
+
+// MaxFew is how many keys GetFew reads at once.
+const MaxFew = 3
+
+// FewGetter is implemented by stores that can read a few records without
+// building a map (the memory store): the session of every request reads
+// two or three keys, and a map and copies per request are measurable.
+type FewGetter interface {
+	// GetFew is GetMulti for at most MaxFew keys: recs[i] is the record
+	// under keys[i], nil when it holds none (or keys[i] is ""); a record
+	// found is never nil, even when empty. The records may be the
+	// store's own bytes: callers must not modify them.
+	GetFew(ctx context.Context, keys [MaxFew]string) (recs [MaxFew][]byte, err error)
+}
+
+// GetFew reads keys from s in one round trip: with s's own GetFew when it
+// has one, else with GetMulti. The arrays are passed by value so that
+// neither escapes to the heap. Callers must not modify the records.
+func GetFew(ctx context.Context, s Store, keys [MaxFew]string) ([MaxFew][]byte, error) {
+	if f, ok := s.(FewGetter); ok {
+		return f.GetFew(ctx, keys)
+	}
+	var out [MaxFew][]byte
+	list := make([]string, 0, MaxFew)
+	for _, k := range keys {
+		if k != "" {
+			list = append(list, k)
+		}
+	}
+	recs, err := s.GetMulti(ctx, list)
+	if err != nil {
+		return out, err
+	}
+	for i, k := range keys {
+		if v, ok := recs[k]; ok && k != "" {
+			out[i] = present(v)
+		}
+	}
+	return out, nil
+}
+
+// present is v, made non-nil (an empty record found is not a miss).
+func present(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
+}

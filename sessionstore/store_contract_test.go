@@ -149,6 +149,34 @@ func testStoreContract(t *testing.T, newStore func(t *testing.T) Store, advance 
 		}
 	})
 
+	t.Run("get few returns the records of its keys in order", func(t *testing.T) {
+		s := newStore(t)
+		a, b, empty := key(t, "few-a"), key(t, "few-b"), key(t, "few-empty")
+		if err := s.Set(ctx, a, []byte("A"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, empty, nil, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := GetFew(ctx, s, [MaxFew]string{b, a, ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != nil || string(got[1]) != "A" || got[2] != nil {
+			t.Errorf("GetFew = %q", got)
+		}
+		// A record found is never nil, even when empty.
+		if got, err := GetFew(ctx, s, [MaxFew]string{empty}); err != nil || got[0] == nil || len(got[0]) != 0 {
+			t.Errorf("empty record = %q, %v", got[0], err)
+		}
+		if advance != nil {
+			advance(2 * time.Minute)
+			if got, err := GetFew(ctx, s, [MaxFew]string{a}); err != nil || got[0] != nil {
+				t.Errorf("expired record = %q, %v", got[0], err)
+			}
+		}
+	})
+
 	t.Run("add on an existing key is ErrExists and keeps the value", func(t *testing.T) {
 		s := newStore(t)
 		if err := s.Add(ctx, key(t, "once"), []byte("first"), time.Minute); err != nil {
@@ -575,5 +603,26 @@ func TestMemorySweepsExpiredRecords(t *testing.T) {
 	_ = m.Set(ctx, "d", []byte("x"), time.Hour)
 	if n := m.Len(); n != 1 {
 		t.Fatalf("memory holds %d records after a sweep, want 1", n)
+	}
+}
+
+// GetFew hands out the memory store's own bytes: nothing written later
+// (Set, Append, Replace) may change a record a reader already holds.
+func TestMemoryGetFewRecordsNeverChange(t *testing.T) {
+	m := NewMemory(nil)
+	ctx := context.Background()
+	in := []byte("one")
+	_ = m.Set(ctx, "k", in, time.Minute)
+	in[0] = 'X' // the store kept its own copy
+	got, _ := m.GetFew(ctx, [MaxFew]string{"k"})
+	_ = m.Append(ctx, "k", []byte("-two"), time.Minute)
+	_ = m.Append(ctx, "k", []byte("-three"), time.Minute)
+	if string(got[0]) != "one" {
+		t.Fatalf("record held by a reader became %q", got[0])
+	}
+	held, _ := m.GetFew(ctx, [MaxFew]string{"k"})
+	_ = m.Replace(ctx, "k", []byte("other"), time.Minute)
+	if string(held[0]) != "one-two-three" {
+		t.Fatalf("record held by a reader became %q", held[0])
 	}
 }
