@@ -317,6 +317,12 @@ func FuzzParseTicket(f *testing.F) {
 		f.Fatal(err)
 	}
 	issued := rec.Result().Cookies()[0].Value
+	// The long form: a ticket carrying a back-channel logout hint.
+	bound := httptest.NewRecorder()
+	if _, err := m.Create(context.Background(), bound, alice, &ProviderToken{SID: "s"}, WithBackchannelLogout()); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bound.Result().Cookies()[0].Value)
 	f.Fuzz(func(t *testing.T, s string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", "_gatehouse="+s)

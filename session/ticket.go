@@ -94,7 +94,9 @@ func parseTicket(s string) (ticket, error) {
 	if n != base64.RawURLEncoding.EncodedLen(ticketLen) && n != base64.RawURLEncoding.EncodedLen(ticketLen+logoutLen) {
 		return t, errBadTicket
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	// Strict: a ticket has one spelling (unused trailing bits must be
+	// zero), so no two cookie values name the same session.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || (len(b) != ticketLen && len(b) != ticketLen+logoutLen) {
 		return t, errBadTicket
 	}
@@ -102,6 +104,9 @@ func parseTicket(s string) (ticket, error) {
 	copy(t.key[:], b[idLen:idLen+keyLen])
 	copy(t.user[:], b[idLen+keyLen:ticketLen])
 	copy(t.logout[:], b[ticketLen:])
+	if len(b) > ticketLen && t.logout == ([logoutLen]byte{}) {
+		return t, errBadTicket // the long form always carries a hint
+	}
 	return t.derive(), nil
 }
 
