@@ -322,11 +322,12 @@ func FuzzParseTicket(f *testing.F) {
 	if _, err := m.Create(context.Background(), bound, alice, &ProviderToken{SID: "s"}, WithBackchannelLogout()); err != nil {
 		f.Fatal(err)
 	}
-	f.Add(bound.Result().Cookies()[0].Value)
+	boundValue := bound.Result().Cookies()[0].Value
+	f.Add(boundValue)
 	f.Fuzz(func(t *testing.T, s string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", "_gatehouse="+s)
-		if _, err := m.Load(context.Background(), r); s != issued && !errors.Is(err, ErrNoSession) {
+		if _, err := m.Load(context.Background(), r); s != issued && s != boundValue && !errors.Is(err, ErrNoSession) {
 			t.Fatalf("cookie %q: err = %v, want ErrNoSession", s, err)
 		}
 		tk, err := parseTicket(s)
