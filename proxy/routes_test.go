@@ -502,3 +502,26 @@ func TestRouteReadingsMustAgree(t *testing.T) {
 		t.Fatalf("JSON: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// With encoded slashes kept, %2F is a character of its segment for
+// Gatehouse, but many upstreams decode it before routing: a request whose
+// %2F-decoded reading falls under another route is refused, so
+// "/alertmanager%2Fapi" cannot reach the catch-all while alertmanager's
+// filters look away.
+func TestKeptEncodedSlashCannotChangeTheRoute(t *testing.T) {
+	f := newRoutesFixture(t, UpstreamConfig{EncodedSlashes: "keep"}, estate(), nil)
+	dave := aliceID
+	dave.Subject, dave.User, dave.Email, dave.Groups = "2", "dave", "dave@example.com", []string{"staff"}
+	cookie := f.signIn(t, dave)
+	for _, tt := range []struct {
+		url  string
+		want int
+	}{
+		{"http://ops.example.com/alertmanager%2Fapi", 400},
+		{"http://ops.example.com/other%2Falertmanager", 200}, // stays in the catch-all either way
+	} {
+		if rec := f.get(t, tt.url, cookie); rec.Code != tt.want {
+			t.Errorf("%s: %d, want %d: %s", tt.url, rec.Code, tt.want, rec.Body)
+		}
+	}
+}

@@ -144,6 +144,14 @@ func (t *RouteTable) MatchPath(hostport string, p canonical.Path) (route *Route,
 		if path != p.Decoded && match(path) != route {
 			return nil, true
 		}
+		// With encoded slashes kept, a server that decodes %2F reads
+		// "/alertmanager%2Fapi" as a path under /alertmanager.
+		if slashed, ok := keptSlashReading(path); ok && match(mergeSlashes(slashed)) != route {
+			return nil, true
+		}
+	}
+	if slashed, ok := keptSlashReading(p.Decoded); ok && match(slashed) != route {
+		return nil, true
 	}
 	return route, false
 }

@@ -47,13 +47,31 @@ func (t target) methods() []string {
 }
 
 // readings are the paths a rule is checked against: the canonical path
-// and, when ";" parameters are kept, the same path without them, since the
-// upstream may read either.
+// and, when ";" parameters are kept, the same path without them, and when
+// encoded slashes are kept, the same with %2F read as "/", since the
+// upstream may read any of them (many servers decode %2F before routing).
+// A restriction then holds if any reading meets it, a permission only if
+// every reading does: kept characters never buy a way around a rule.
 func (t target) readings() []string {
+	paths := []string{t.path.Decoded}
 	if t.path.HasParams() {
-		return []string{t.path.Decoded, t.path.Stripped}
+		paths = append(paths, t.path.Stripped)
 	}
-	return []string{t.path.Decoded}
+	for _, p := range paths {
+		if slashed, ok := keptSlashReading(p); ok {
+			paths = append(paths, slashed)
+		}
+	}
+	return paths
+}
+
+// keptSlashReading is path with each kept encoded slash read as "/" (in
+// canonical form, with encoded_slashes: keep, a %2F stays in its segment).
+func keptSlashReading(path string) (string, bool) {
+	if !strings.Contains(path, "%2F") {
+		return path, false
+	}
+	return strings.ReplaceAll(path, "%2F", "/"), true
 }
 
 // permits reports whether a permission (skip-auth route, token scope)
