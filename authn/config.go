@@ -190,6 +190,13 @@ func (c *Config) Validate() (global filters.Lists, warnings []string, ps confche
 	}
 	if c.Google.Enabled {
 		ps.Nest("google", c.Google.validate())
+		if !strings.Contains(c.Google.Prompt, "consent") {
+			// Google hands out a refresh token only when the person consents;
+			// without one, revalidation has an access token of about an hour.
+			warnings = append(warnings, "auth.google.prompt does not include consent: Google issues a refresh token only at "+
+				"first consent, so later sign-ins get sessions that end at their first revalidation (about an hour); "+
+				"set auth.google.prompt: consent")
+		}
 		needFilter("google", filters.Lists{Groups: c.Google.AllowedGroups, Domains: c.Google.AllowedHostedDomains})
 	}
 	if c.Microsoft.Enabled {

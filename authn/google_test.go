@@ -457,3 +457,19 @@ func TestGoogleConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestGoogleWithoutConsentPromptWarns(t *testing.T) {
+	for _, prompt := range []string{"", "select_account", "consent", "select_account consent"} {
+		c := Config{Google: DefaultGoogle()}
+		c.AllowAllUsers = true
+		c.Google.Enabled, c.Google.ClientID, c.Google.ClientSecret, c.Google.Prompt = true, "id", "secret", prompt
+		_, warnings, ps := c.Validate()
+		if len(ps) != 0 {
+			t.Fatalf("prompt %q: %v", prompt, ps)
+		}
+		warned := strings.Contains(strings.Join(warnings, "\n"), "auth.google.prompt")
+		if want := !strings.Contains(prompt, "consent"); warned != want {
+			t.Errorf("prompt %q: warned %v, want %v", prompt, warned, want)
+		}
+	}
+}
