@@ -202,7 +202,16 @@ func (s *Signer) Sign(id identity.Identity, sid string) (string, error) {
 // (routes), each gets assertions naming it, so one cannot replay what it
 // received against another.
 func (s *Signer) SignFor(audience string, id identity.Identity, sid string) (string, error) {
+	return s.signUntil(audience, id, sid, time.Time{})
+}
+
+// signUntil signs with the expiry capped at until (zero: no cap).
+func (s *Signer) signUntil(audience string, id identity.Identity, sid string, until time.Time) (string, error) {
 	now := s.now()
+	exp := now.Add(s.lifetime)
+	if !until.IsZero() && until.Before(exp) {
+		exp = until
+	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
@@ -218,7 +227,7 @@ func (s *Signer) SignFor(audience string, id identity.Identity, sid string) (str
 			Subject:  id.Key(),
 			ID:       base64.RawURLEncoding.EncodeToString(jti),
 			IssuedAt: jwt.NewNumericDate(now),
-			Expiry:   jwt.NewNumericDate(now.Add(s.lifetime)),
+			Expiry:   jwt.NewNumericDate(exp),
 		},
 		Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name,
 		PreferredUsername: id.PreferredUsername, Groups: groups, Provider: id.Provider, SessionID: sid,
@@ -239,6 +248,13 @@ func (s *Signer) SignCached(key string, id identity.Identity, sid string) (strin
 // audience, so the same session reaching two upstreams gets one assertion
 // for each.
 func (s *Signer) SignCachedFor(audience, key string, id identity.Identity, sid string) (string, error) {
+	return s.SignCachedUntil(audience, key, id, sid, time.Time{})
+}
+
+// SignCachedUntil is SignCachedFor with the assertion's expiry capped at
+// until (zero: no cap): an assertion made for a credential that expires
+// sooner (a workload JWT) never outlives it.
+func (s *Signer) SignCachedUntil(audience, key string, id identity.Identity, sid string, until time.Time) (string, error) {
 	now := s.now()
 	// "\x00" cannot occur in a host name, so no audience and key pair
 	// reads as another.
@@ -246,11 +262,15 @@ func (s *Signer) SignCachedFor(audience, key string, id identity.Identity, sid s
 	if c, ok := s.cache.Get(ck); ok && now.Before(c.renewAt) {
 		return c.jwt, nil
 	}
-	jwt, err := s.SignFor(audience, id, sid)
+	jwt, err := s.signUntil(audience, id, sid, until)
 	if err != nil {
 		return "", err
 	}
-	s.cache.Put(ck, cached{jwt: jwt, renewAt: now.Add(s.lifetime / 2)})
+	renew := now.Add(s.lifetime / 2)
+	if !until.IsZero() && until.Before(renew) {
+		renew = until
+	}
+	s.cache.Put(ck, cached{jwt: jwt, renewAt: renew})
 	return jwt, nil
 }
 

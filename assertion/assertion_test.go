@@ -208,3 +208,50 @@ func TestSignCachedForKeepsAudiencesApart(t *testing.T) {
 		t.Fatalf("Audience() = %q", s.Audience())
 	}
 }
+
+// An assertion made for a credential that expires sooner (a workload JWT)
+// never outlives it, nor is it reused past it.
+func TestSignCachedUntilCapsTheExpiry(t *testing.T) {
+	k, _ := GenerateKey()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s, _ := NewSigner([]Key{k}, "https://d", "u", 5*time.Minute, func() time.Time { return now })
+	id := identity.Identity{Provider: "jwt:k8s", Subject: "sa"}
+	until := now.Add(time.Minute)
+	exp := func(raw string) time.Time {
+		tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c jwt.Claims
+		if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Expiry.Time()
+	}
+	a1, err := s.SignCachedUntil("u", "j|1", id, "j1", until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := exp(a1); !got.Equal(until) {
+		t.Fatalf("exp %v, want the credential's %v", got, until)
+	}
+	if a2, _ := s.SignCachedUntil("u", "j|1", id, "j1", until); a2 != a1 {
+		t.Fatal("not reused before the credential expires")
+	}
+	now = until.Add(time.Second)
+	if a3, _ := s.SignCachedUntil("u", "j|1", id, "j1", until); a3 == a1 {
+		t.Fatal("reused past the credential's expiry")
+	}
+	if got := exp(mustSign(t, s, id)); !got.Equal(now.Add(5 * time.Minute)) {
+		t.Fatalf("without a cap: exp %v, want the full lifetime", got)
+	}
+}
+
+func mustSign(t *testing.T, s *Signer, id identity.Identity) string {
+	t.Helper()
+	raw, err := s.SignCachedUntil("u", "other", id, "x", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}

@@ -302,11 +302,11 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request, f *forwarded, rou
 	}
 	var jwt string
 	var err error
+	audience := h.o.Assertion.Audience()
 	if route != nil {
-		jwt, err = h.o.Assertion.SignCachedFor(route.audience(r.Host), f.cacheKey, f.identity, f.sid)
-	} else {
-		jwt, err = h.o.Assertion.SignCached(f.cacheKey, f.identity, f.sid)
+		audience = route.audience(r.Host)
 	}
+	jwt, err = h.o.Assertion.SignCachedUntil(audience, f.cacheKey, f.identity, f.sid, f.until)
 	if err != nil {
 		h.o.Logger.Error("signing assertion", "err", err)
 		if pages.WantsJSON(r) {

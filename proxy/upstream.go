@@ -34,6 +34,9 @@ type forwarded struct {
 	bearer      bool   // authenticated by a bearer token: never forward it
 	assertion   string // signed JWT, "" when assertions are off
 	values      *identityValues
+	// until caps the assertion's expiry: a workload JWT's own exp, so the
+	// assertion never vouches for a token that has expired. Zero: no cap.
+	until time.Time
 }
 
 // upstream is the reverse proxy to upstream.url. It rewrites each request

@@ -53,7 +53,7 @@ func (h *Handler) authorizeWorkload(w http.ResponseWriter, r *http.Request, raw 
 		pages.JSONError(w, http.StatusForbidden, "forbidden", strings.TrimSuffix(d.Message(), "."))
 		return nil, false
 	}
-	return &forwarded{identity: res.Identity, sid: res.TokenID, cacheKey: "j|" + res.TokenID, bearer: true}, true
+	return &forwarded{identity: res.Identity, sid: res.TokenID, cacheKey: "j|" + res.TokenID, bearer: true, until: res.Expiry}, true
 }
 
 // ruleError is the 403 of a workload token that misses a rule: the JSON
