@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -236,19 +235,10 @@ func (g *GitHub) list(ctx context.Context, token, path string, each func(json.Ra
 }
 
 func (g *GitHub) do(ctx context.Context, token, rawURL string) ([]byte, http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return nil, nil, providerUnavailable(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/vnd.github+json")
-	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return nil, nil, providerUnavailable(fmt.Errorf("github API: %w", redactURLError(err)))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	resp, body, err := getBearer(ctx, g.client, token, rawURL, 4<<20, http.Header{
+		"Accept":               {"application/vnd.github+json"},
+		"X-Github-Api-Version": {"2022-11-28"},
+	})
 	if err != nil {
 		return nil, nil, providerUnavailable(fmt.Errorf("github API: %w", err))
 	}
@@ -256,7 +246,7 @@ func (g *GitHub) do(ctx context.Context, token, rawURL string) ([]byte, http.Hea
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, nil, ErrRevoked
 	case resp.StatusCode != http.StatusOK:
-		return nil, nil, providerUnavailable(fmt.Errorf("github API %s: status %d", req.URL.Path, resp.StatusCode))
+		return nil, nil, providerUnavailable(fmt.Errorf("github API %s: status %d", resp.Request.URL.Path, resp.StatusCode))
 	}
 	return body, resp.Header, nil
 }

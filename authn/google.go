@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -372,18 +371,7 @@ func (d *googleDirectory) pageURL(email, pageToken string) string {
 // get fetches one page into v. Google's error JSON gives the log its
 // reason; a 401 drops the cached token so that the next call mints one.
 func (d *googleDirectory) get(ctx context.Context, token, rawURL string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("google groups: %w", redactURLError(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	resp, body, err := getBearer(ctx, d.client, token, rawURL, 4<<20, nil)
 	if err != nil {
 		return fmt.Errorf("google groups: %w", err)
 	}
@@ -397,10 +385,10 @@ func (d *googleDirectory) get(ctx context.Context, token, rawURL string, v any) 
 			Error struct{ Message, Status string }
 		}
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("google groups %s: status %d %s: %s", req.URL.Path, resp.StatusCode, e.Error.Status, e.Error.Message)
+		return fmt.Errorf("google groups %s: status %d %s: %s", resp.Request.URL.Path, resp.StatusCode, truncate(e.Error.Status, 64), truncate(e.Error.Message, 256))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("google groups %s: %w", req.URL.Path, err)
+		return fmt.Errorf("google groups %s: %w", resp.Request.URL.Path, err)
 	}
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -38,10 +36,7 @@ type Microsoft struct {
 	allowed     map[string]bool // allowed_tenants, lower-case
 	groupNames  map[string]string
 
-	mu      sync.Mutex
-	disc    *msDiscovered
-	lastTry time.Time
-	lastErr error
+	disc discovered[msDiscovered]
 }
 
 type msDiscovered struct {
@@ -116,22 +111,13 @@ func (m *Microsoft) Ready(ctx context.Context) error {
 // and tenants named by domain never satisfy. The issuer is checked here
 // instead, and per token in verifyIDToken.
 func (m *Microsoft) discover(ctx context.Context) (*msDiscovered, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.disc != nil {
-		return m.disc, nil
-	}
-	if !m.lastTry.IsZero() && time.Since(m.lastTry) < discoveryRetry {
-		return nil, m.lastErr
-	}
-	m.lastTry = time.Now()
-	d, err := m.fetchDiscovery(ctx)
-	if err != nil {
-		m.lastErr = fmt.Errorf("microsoft discovery: %w", err)
-		return nil, m.lastErr
-	}
-	m.disc = d
-	return d, nil
+	return m.disc.get(func() (*msDiscovered, error) {
+		d, err := m.fetchDiscovery(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("microsoft discovery: %w", err)
+		}
+		return d, nil
+	})
 }
 
 func (m *Microsoft) fetchDiscovery(ctx context.Context) (*msDiscovered, error) {

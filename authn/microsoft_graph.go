@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -163,18 +162,7 @@ func (m *Microsoft) graphGroups(ctx context.Context, accessToken string) ([]stri
 // grace), since even a 401 right after Entra issued the token says more
 // about Graph than about the user.
 func (m *Microsoft) graphGet(ctx context.Context, accessToken, rawURL string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
-	req.Header.Set("Accept", "application/json")
-	resp, err := m.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("microsoft graph: %w", redactURLError(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	resp, body, err := getBearer(ctx, m.client, accessToken, rawURL, 8<<20, nil)
 	if err != nil {
 		return fmt.Errorf("microsoft graph: %w", err)
 	}
@@ -186,10 +174,10 @@ func (m *Microsoft) graphGet(ctx context.Context, accessToken, rawURL string, v 
 			} `json:"error"`
 		}
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("microsoft graph %s: status %d %s", req.URL.Path, resp.StatusCode, truncate(e.Error.Code, 64))
+		return fmt.Errorf("microsoft graph %s: status %d %s", resp.Request.URL.Path, resp.StatusCode, truncate(e.Error.Code, 64))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("microsoft graph %s: %w", req.URL.Path, err)
+		return fmt.Errorf("microsoft graph %s: %w", resp.Request.URL.Path, err)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -24,6 +23,36 @@ import (
 // provider outage does not turn every request into an outbound call.
 const discoveryRetry = 2 * time.Second
 
+// discovered holds a provider's discovery result, fetched on first use.
+// A failure is remembered for discoveryRetry and then retried.
+type discovered[T any] struct {
+	mu      sync.Mutex
+	v       *T
+	lastTry time.Time
+	lastErr error
+}
+
+// get returns the result, calling fetch unless it is known or a recent
+// attempt failed.
+func (d *discovered[T]) get(fetch func() (*T, error)) (*T, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.v != nil {
+		return d.v, nil
+	}
+	if !d.lastTry.IsZero() && time.Since(d.lastTry) < discoveryRetry {
+		return nil, d.lastErr
+	}
+	d.lastTry = time.Now()
+	v, err := fetch()
+	if err != nil {
+		d.lastErr = err
+		return nil, err
+	}
+	d.v = v
+	return v, nil
+}
+
 // providerTimeout bounds each call to a provider.
 const providerTimeout = 15 * time.Second
 
@@ -38,10 +67,7 @@ type OIDC struct {
 	client      *http.Client
 	opts        oidcOptions
 
-	mu      sync.Mutex
-	disc    *oidcDiscovered
-	lastTry time.Time
-	lastErr error
+	disc discovered[oidcDiscovered]
 }
 
 type oidcDiscovered struct {
@@ -52,6 +78,8 @@ type oidcDiscovered struct {
 	issParam bool
 	// logoutKeys verify back-channel logout tokens (see logoutKeys).
 	logoutKeys *logoutKeys
+	// endSession is the advertised end_session_endpoint, if any.
+	endSession string
 }
 
 // oidcOptions adapt the generic provider to a particular one (GitLab).
@@ -88,28 +116,23 @@ func (p *OIDC) clientCtx(ctx context.Context) context.Context {
 }
 
 func (p *OIDC) discover(ctx context.Context) (*oidcDiscovered, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.disc != nil {
-		return p.disc, nil
-	}
-	if !p.lastTry.IsZero() && time.Since(p.lastTry) < discoveryRetry {
-		return nil, p.lastErr
-	}
-	p.lastTry = time.Now()
+	return p.disc.get(func() (*oidcDiscovered, error) { return p.fetchDiscovery(ctx) })
+}
+
+func (p *OIDC) fetchDiscovery(ctx context.Context) (*oidcDiscovered, error) {
 	ctx, cancel := context.WithTimeout(ctx, providerTimeout)
 	defer cancel()
 	provider, err := oidc.NewProvider(p.clientCtx(ctx), p.cfg.IssuerURL)
 	if err != nil {
-		p.lastErr = fmt.Errorf("oidc discovery for %s: %w", p.name, err)
-		return nil, p.lastErr
+		return nil, fmt.Errorf("oidc discovery for %s: %w", p.name, err)
 	}
 	var extra struct {
-		IssParam bool   `json:"authorization_response_iss_parameter_supported"`
-		JWKSURI  string `json:"jwks_uri"`
+		IssParam   bool   `json:"authorization_response_iss_parameter_supported"`
+		JWKSURI    string `json:"jwks_uri"`
+		EndSession string `json:"end_session_endpoint"`
 	}
 	_ = provider.Claims(&extra)
-	p.disc = &oidcDiscovered{
+	return &oidcDiscovered{
 		provider: provider,
 		verifier: provider.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}),
 		oauth: oauth2.Config{
@@ -121,8 +144,8 @@ func (p *OIDC) discover(ctx context.Context) (*oidcDiscovered, error) {
 		},
 		issParam:   extra.IssParam,
 		logoutKeys: &logoutKeys{uri: extra.JWKSURI, client: p.client, now: time.Now},
-	}
-	return p.disc, nil
+		endSession: extra.EndSession,
+	}, nil
 }
 
 // AuthCodeURL implements Provider.
@@ -284,17 +307,10 @@ func (p *OIDC) userInfoNeed(claims map[string]any, haveSub bool) userInfoNeed {
 // userInfo fetches the userinfo endpoint's claims with an access token.
 // A 401 or 403 means the token is no longer accepted.
 func (p *OIDC) userInfo(ctx context.Context, d *oidcDiscovered, accessToken string) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.provider.UserInfoEndpoint(), nil)
+	resp, body, err := getBearer(ctx, p.client, accessToken, d.provider.UserInfoEndpoint(), 1<<20, nil)
 	if err != nil {
-		return nil, providerUnavailable(err)
+		return nil, providerUnavailable(fmt.Errorf("userinfo: %w", err))
 	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
-	req.Header.Set("Accept", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, providerUnavailable(fmt.Errorf("userinfo: %w", redactURLError(err)))
-	}
-	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return nil, ErrRevoked
@@ -302,7 +318,7 @@ func (p *OIDC) userInfo(ctx context.Context, d *oidcDiscovered, accessToken stri
 		return nil, providerUnavailable(fmt.Errorf("userinfo: status %d", resp.StatusCode))
 	}
 	claims := map[string]any{}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&claims); err != nil {
+	if err := json.Unmarshal(body, &claims); err != nil {
 		return nil, providerUnavailable(fmt.Errorf("userinfo: %w", err))
 	}
 	return claims, nil

@@ -165,16 +165,10 @@ func (p *OIDC) EndSessionURL(ctx context.Context, tok *session.ProviderToken, po
 		return "", false
 	}
 	d, err := p.discover(ctx)
-	if err != nil {
+	if err != nil || d.endSession == "" {
 		return "", false
 	}
-	var meta struct {
-		EndSession string `json:"end_session_endpoint"`
-	}
-	if d.provider.Claims(&meta) != nil || meta.EndSession == "" {
-		return "", false
-	}
-	u, err := url.Parse(meta.EndSession)
+	u, err := url.Parse(d.endSession)
 	// The request carries the ID token: never over plain http unless the
 	// provider itself is on http (a test or loopback set-up).
 	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && strings.HasPrefix(p.cfg.IssuerURL, "http://"))) {

@@ -34,19 +34,8 @@ func deviceStack(t *testing.T) *stack {
 
 func bearerGet(t *testing.T, method, u, token string) (int, echoed) {
 	t.Helper()
-	req, _ := http.NewRequest(method, u, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := readBody(t, resp)
-	var e echoed
-	if resp.StatusCode == 200 {
-		_ = json.Unmarshal([]byte(body), &e)
-	}
-	return resp.StatusCode, e
+	code, _, e := bearerRequest(t, method, u, token)
+	return code, e
 }
 
 func TestDeviceFlowWithOAuth2ClientAndBrowserApproval(t *testing.T) {

@@ -232,6 +232,14 @@ func (s *stack) launch(addr string) {
 		}
 	}
 	cmd.Env = append(cmd.Env, o.env...)
+	s.run(cmd, "http://"+addr+"/ready")
+}
+
+// run starts a gatehouse process, stops it (by its PID) when the test
+// ends, and waits until ready answers 200.
+func (s *stack) run(cmd *exec.Cmd, ready string) {
+	t := s.t
+	t.Helper()
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -254,7 +262,7 @@ func (s *stack) launch(addr string) {
 			t.Fatalf("gatehouse exited early:\n%s", s.logs.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/ready")
+		resp, err := http.Get(ready)
 		if err != nil {
 			return false
 		}
@@ -313,8 +321,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// browser starts a headless Chromium with a fresh profile.
-func browser(t *testing.T) context.Context {
+// browser starts a headless Chromium with a fresh profile; extra are
+// more allocator options (e.g. host-resolver-rules).
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
@@ -343,6 +352,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-first-run", true),
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)

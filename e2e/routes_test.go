@@ -121,32 +121,7 @@ routes:
 	}
 	cmd := exec.Command(binary, "serve", "--config", file)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("gatehouse output:\n%s", s.logs.String())
-		}
-	})
-	waitFor(t, 20*time.Second, "gatehouse /ready", func() bool {
-		select {
-		case <-done:
-			t.Fatalf("gatehouse exited early:\n%s", s.logs.String())
-		default:
-		}
-		resp, err := http.Get("http://127.0.0.1:" + port + "/ready") // probes answer on any host
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	(&stack{t: t, logs: s.logs}).run(cmd, "http://127.0.0.1:"+port+"/ready") // probes answer on any host
 	return s
 }
 
@@ -350,33 +325,7 @@ func TestRoutesSharedCookieDomain(t *testing.T) {
 // routesDomain to loopback.
 func routesBrowser(t *testing.T) context.Context {
 	t.Helper()
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatal("chromium not found: run make test, which installs it")
-	}
-	profile, err := os.MkdirTemp("", "gatehouse-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i := 0; i < 40 && os.RemoveAll(profile) != nil; i++ {
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(profile),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("host-resolver-rules", "MAP *."+routesDomain+" 127.0.0.1"),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return ctx
+	return browser(t, chromedp.Flag("host-resolver-rules", "MAP *."+routesDomain+" 127.0.0.1"))
 }
 
 // browserText navigates to u and returns the page's text.

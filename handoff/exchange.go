@@ -45,7 +45,7 @@ func (h *Handoff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := localRedirect(rec.Redirect)
-	if nonce, n := cookieValue(r, h.binding); n != 1 || !wellFormed(nonce) ||
+	if nonce, n := session.CookieValue(r, h.binding); n != 1 || !wellFormed(nonce) ||
 		subtle.ConstantTimeCompare([]byte(bindingHash(nonce)), []byte(rec.Binding)) != 1 {
 		// Someone else's code (sent in a link to make this browser use
 		// their account), or a second tab overwrote the binding: nothing
@@ -74,30 +74,6 @@ func requestPort(hostport, scheme string) string {
 		return ""
 	}
 	return effectivePort(port, scheme)
-}
-
-// cookieValue returns the value of the cookie called name and how many
-// such cookies the request carries, reading the Cookie headers as
-// browsers send them (as session.Load does): the caller treats more than
-// one as none.
-func cookieValue(r *http.Request, name string) (value string, n int) {
-	for _, line := range r.Header["Cookie"] {
-		for line != "" {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			k, v, _ := strings.Cut(part, "=")
-			if strings.TrimSpace(k) != name {
-				continue
-			}
-			n++
-			v = strings.TrimSpace(v)
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			value = v
-		}
-	}
-	return value, n
 }
 
 // redeem takes the code's record out of the store: exactly once, however

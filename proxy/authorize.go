@@ -105,27 +105,41 @@ func (h *Handler) authorizeBearer(w http.ResponseWriter, r *http.Request, raw st
 		h.unavailable(w, r)
 		return nil, false
 	}
+	outOfScope := func(w http.ResponseWriter) {
+		bearerError(w, http.StatusForbidden, "insufficient_scope", "the token's scopes do not reach this request")
+	}
+	if !h.bearerMayPass(w, tgt, tok.Identity, tok.Scopes, tok.Static, outOfScope) {
+		return nil, false
+	}
+	return &forwarded{identity: tok.Identity, sid: tok.ID, cacheKey: "t|" + tok.ID, bearer: true}, true
+}
+
+// bearerMayPass applies a bearer credential's scopes (outOfScope answers
+// a request they do not reach), then what every request gets: the
+// provider's filters (unless machine: static tokens and workload JWTs have
+// none) and the route's policies. When it returns false it has answered.
+func (h *Handler) bearerMayPass(w http.ResponseWriter, tgt target, id identity.Identity, scopes []string, machine bool, outOfScope func(http.ResponseWriter)) bool {
 	switch tgt.kind {
 	case routeUnknown:
 		// A token reaches only its scopes; with the route unknown they
 		// cannot be checked, so nothing is reached.
 		h.o.Metrics.Denied("scope")
 		bearerError(w, http.StatusForbidden, "insufficient_scope", "the original request URL is unknown, so the token's scopes cannot be checked")
-		return nil, false
+		return false
 	case routeKnown:
-		if !tgt.permits(func(method, path string) bool { return h.o.Tokens.Scopes().Allows(tok.Scopes, method, path) }) {
+		if !tgt.permits(func(method, path string) bool { return h.o.Tokens.Scopes().Allows(scopes, method, path) }) {
 			h.o.Metrics.Denied("scope")
-			bearerError(w, http.StatusForbidden, "insufficient_scope", "the token's scopes do not reach this request")
-			return nil, false
+			outOfScope(w)
+			return false
 		}
 	}
-	if d := h.check(tok.Identity, tok.Static, tgt); !d.Allowed {
+	if d := h.check(id, machine, tgt); !d.Allowed {
 		h.o.Metrics.Denied(string(d.Kind))
-		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", tok.Identity.User, "path", tgt.path.Decoded)
+		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", id.User, "path", tgt.path.Decoded)
 		pages.JSONError(w, http.StatusForbidden, "forbidden", strings.TrimSuffix(d.Message(), "."))
-		return nil, false
+		return false
 	}
-	return &forwarded{identity: tok.Identity, sid: tok.ID, cacheKey: "t|" + tok.ID, bearer: true}, true
+	return true
 }
 
 // bearer returns the token of an "Authorization: Bearer" header.
@@ -179,10 +193,12 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, t targ
 		pages.JSONError(w, http.StatusUnauthorized, "unauthorized", "authentication required")
 		return
 	}
-	signIn := h.o.Login.SignInURL(r.URL.RequestURI())
+	var signIn string
 	if t.route != nil && !h.onAuthHost(r) {
 		// Sign-in happens on the auth host only.
 		signIn = h.startURL(w, r)
+	} else {
+		signIn = h.o.Login.SignInURL(r.URL.RequestURI())
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		// Redirecting would turn a POST into a GET and drop its body.

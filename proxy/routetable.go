@@ -106,16 +106,6 @@ func (t *RouteTable) hostRoutes(hostport string) []*Route {
 	return t.wild[parent]
 }
 
-// Match returns the route for a Host header and a canonical path, or nil.
-func (t *RouteTable) Match(hostport, path string) *Route {
-	for _, r := range t.hostRoutes(hostport) {
-		if r.matchesPath(path) {
-			return r
-		}
-	}
-	return nil
-}
-
 // MatchPath returns the route for a Host header and a canonical path, and
 // whether the path's readings choose different routes. Besides the
 // decoded path, an upstream may read the path without its ";" parameters

@@ -15,6 +15,7 @@ import (
 func (h *Handler) buildRoutes() {
 	o := h.o
 	h.publicHost = hostname.Canonical(o.PublicURL.Host)
+	h.authBase = strings.TrimSuffix(o.PublicURL.String(), "/")
 	// Every identity header name any route sets is removed from every
 	// request, whichever route it goes to.
 	var all []string
@@ -79,7 +80,7 @@ func (h *Handler) personalOnAuthHostOnly(w http.ResponseWriter, r *http.Request,
 		return false
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		loc := strings.TrimSuffix(h.o.PublicURL.String(), "/") + clean
+		loc := h.authBase + clean
 		if r.URL.RawQuery != "" {
 			loc += "?" + r.URL.RawQuery
 		}
@@ -112,7 +113,7 @@ func (h *Handler) origin(r *http.Request) string {
 // the browser is first bound (a cookie on this host), so that the code
 // coming back can only be used by this browser.
 func (h *Handler) startURL(w http.ResponseWriter, r *http.Request) string {
-	u := strings.TrimSuffix(h.o.PublicURL.String(), "/") + h.prefix + "/start?rd=" + url.QueryEscape(h.origin(r)+r.URL.RequestURI())
+	u := h.authBase + h.prefix + "/start?rd=" + url.QueryEscape(h.origin(r)+r.URL.RequestURI())
 	if h.o.Handoff != nil {
 		b, err := h.o.Handoff.Bind(w)
 		if err != nil {
@@ -149,6 +150,6 @@ func (h *Handler) toAuthHost(w http.ResponseWriter, r *http.Request, clean strin
 	}
 	q.Set("rd", rd)
 	pages.NoStore(w.Header())
-	http.Redirect(w, r, strings.TrimSuffix(h.o.PublicURL.String(), "/")+clean+"?"+q.Encode(), http.StatusFound)
+	http.Redirect(w, r, h.authBase+clean+"?"+q.Encode(), http.StatusFound)
 	return true
 }

@@ -79,6 +79,7 @@ type Handler struct {
 	// routeForward are the routes' reverse proxies, by Route.index.
 	routeForward []http.Handler
 	publicHost   string // canonical host name of public_url: the auth host
+	authBase     string // public_url without a trailing "/" (with routes)
 	headers      *identityHeaders
 	values       *valuesCache
 	trusted      trustedProxies

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gatehouse/gatehouse/oauthserver/workload"
 	"github.com/gatehouse/gatehouse/pages"
@@ -35,22 +34,8 @@ func (h *Handler) authorizeWorkload(w http.ResponseWriter, r *http.Request, raw 
 		pages.JSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token's issuer cannot be reached to check it")
 		return nil, false
 	}
-	switch tgt.kind {
-	case routeUnknown:
-		h.o.Metrics.Denied("scope")
-		bearerError(w, http.StatusForbidden, "insufficient_scope", "the original request URL is unknown, so the token's scopes cannot be checked")
-		return nil, false
-	case routeKnown:
-		if !tgt.permits(func(method, path string) bool { return h.o.Tokens.Scopes().Allows(res.Scopes, method, path) }) {
-			h.o.Metrics.Denied("scope")
-			ruleError(w, "scopes", "the token's scopes do not reach this request")
-			return nil, false
-		}
-	}
-	if d := h.check(res.Identity, true, tgt); !d.Allowed {
-		h.o.Metrics.Denied(string(d.Kind))
-		h.o.Logger.Info("request denied", "event", "authz", "reason", string(d.Kind), "user", res.Identity.User, "path", tgt.path.Decoded)
-		pages.JSONError(w, http.StatusForbidden, "forbidden", strings.TrimSuffix(d.Message(), "."))
+	outOfScope := func(w http.ResponseWriter) { ruleError(w, "scopes", "the token's scopes do not reach this request") }
+	if !h.bearerMayPass(w, tgt, res.Identity, res.Scopes, true, outOfScope) {
 		return nil, false
 	}
 	return &forwarded{identity: res.Identity, sid: res.TokenID, cacheKey: "j|" + res.TokenID, bearer: true, until: res.Expiry}, true

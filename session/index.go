@@ -60,10 +60,6 @@ const maxUserAgent = 256
 // the index without them.
 const compactAbove = 32
 
-// indexTTLMargin keeps an index record a little longer than the longest
-// thing it lists.
-const indexTTLMargin = time.Hour
-
 // Index is the per-user index; see above.
 type Index struct {
 	store sessionstore.Store
@@ -89,8 +85,7 @@ func indexKey(id identity.Identity) string {
 // last moved (its own record is sealed with a key only its cookie has).
 func seenKey(handle string) string { return "ls1:" + handle }
 
-// Add lists e under id's user. The index lives as long as its
-// longest-lived entry.
+// Add lists e under id's user.
 func (x *Index) Add(ctx context.Context, id identity.Identity, e Entry) error {
 	if len(e.UserAgent) > maxUserAgent {
 		e.UserAgent = e.UserAgent[:maxUserAgent]
@@ -105,8 +100,10 @@ func (x *Index) Add(ctx context.Context, id identity.Identity, e Entry) error {
 		return err
 	}
 	line := base64.RawURLEncoding.AppendEncode(nil, rec)
-	ttl := e.ExpiresAt.Sub(x.now()) + indexTTLMargin
-	return x.store.Append(ctx, key, append(line, '\n'), ttl)
+	// One ttl for every append to a key (as Append asks), so that a short
+	// entry never cuts the life of a longer one listed before it: the
+	// index lives as long as the user's generation. List drops what ended.
+	return x.store.Append(ctx, key, append(line, '\n'), generationTTL)
 }
 
 // List returns the live entries of id's user, newest first: those whose
@@ -171,17 +168,13 @@ func (x *Index) List(ctx context.Context, id identity.Identity) ([]Entry, error)
 		// store: the generation still ends it), which is why the index is
 		// never what keeps anyone signed out.
 		var b []byte
-		var longest time.Time
-		for i, line := range kept {
+		for _, line := range kept {
 			b = append(append(b, line...), '\n')
-			if live[i].ExpiresAt.After(longest) {
-				longest = live[i].ExpiresAt
-			}
 		}
 		if len(b) == 0 {
 			_ = x.store.Delete(ctx, key)
 		} else {
-			_ = x.store.Set(ctx, key, b, longest.Sub(now)+indexTTLMargin)
+			_ = x.store.Set(ctx, key, b, generationTTL)
 		}
 	}
 	sort.SliceStable(live, func(i, j int) bool { return live[i].CreatedAt.After(live[j].CreatedAt) })

@@ -173,7 +173,7 @@ func (m *Manager) write(ctx context.Context, s *Session, create bool) error {
 // the browser does not say) carries none: a cookie planted by a sibling
 // domain must never choose whose session a request runs as.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
-	value, n := cookieValue(r, m.cfg.CookieName)
+	value, n := CookieValue(r, m.cfg.CookieName)
 	if n != 1 {
 		return nil, ErrNoSession
 	}
@@ -189,12 +189,13 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Session, error) {
 	return m.load(ctx, value, t, cached, hit)
 }
 
-// cookieValue returns the value of the cookie called name and how many
-// cookies of that name r's Cookie headers carry, counting any whose value
-// Go's parser would drop. A request with several is treated as having
-// none (a sibling domain may have planted one). It reads the headers
-// in place, without parsing every cookie.
-func cookieValue(r *http.Request, name string) (value string, n int) {
+// CookieValue returns the value of the cookie called name (surrounding
+// double quotes removed) and how many cookies of that name r's Cookie
+// headers carry, counting any whose value Go's parser would drop. Callers
+// must treat n != 1 as no cookie: a sibling domain may have planted a
+// second one. It reads the headers in place, without parsing every
+// cookie. Load and the handoff's binding check both use it.
+func CookieValue(r *http.Request, name string) (value string, n int) {
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string

@@ -2,9 +2,10 @@ package tokens
 
 import (
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +60,7 @@ var scopeName = regexp.MustCompile(`^[a-z][a-z0-9:_-]*$`)
 func (c Config) Compile() (Scopes, Statics, confcheck.Problems) {
 	var ps confcheck.Problems
 	scopes := Scopes{}
-	for _, name := range sortedKeys(c.Scopes) {
+	for _, name := range slices.Sorted(maps.Keys(c.Scopes)) {
 		if !scopeName.MatchString(name) {
 			ps.Addf("scopes."+name, "scope names are lower-case letters, digits, ':', '_' and '-'")
 		}
@@ -143,7 +144,7 @@ func (s Scopes) Allows(names []string, method, cleanPath string) bool {
 }
 
 // Names lists the defined scopes, sorted.
-func (s Scopes) Names() []string { return sortedKeys(s) }
+func (s Scopes) Names() []string { return slices.Sorted(maps.Keys(s)) }
 
 // Has reports whether a scope of that name is defined.
 func (s Scopes) Has(name string) bool { _, ok := s[name]; return ok }
@@ -155,13 +156,4 @@ func validMethod(m string) bool {
 		return true
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -198,7 +199,7 @@ func patternWarnings(cfg Config) []string {
 			}
 		}
 	}
-	for _, name := range sortedKeys(cfg.Tokens.Scopes) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Tokens.Scopes)) {
 		for i, r := range cfg.Tokens.Scopes[name] {
 			key := "tokens.scopes." + name + "[" + strconv.Itoa(i) + "].paths"
 			for _, p := range r.Paths {

@@ -99,6 +99,20 @@ func openTokens(rawURL string) (base string, tf *tokenFile, all map[string]store
 	return base, tf, all, err
 }
 
+// storedTokenFor returns the normalized server URL and its stored,
+// unexpired token.
+func storedTokenFor(rawURL string) (base string, t storedToken, err error) {
+	base, _, all, err := openTokens(rawURL)
+	if err != nil {
+		return "", storedToken{}, err
+	}
+	t, ok := all[base]
+	if !ok || (!t.Expiry.IsZero() && time.Now().After(t.Expiry)) {
+		return "", storedToken{}, fmt.Errorf("no valid token for %s; run: gatehouse login %s", base, base)
+	}
+	return base, t, nil
+}
+
 // serverKey normalizes a Gatehouse URL to scheme://host.
 func serverKey(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
@@ -200,13 +214,9 @@ func newTokenCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print the stored token for URL (for curl -H \"Authorization: Bearer $(gatehouse token URL)\")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			base, _, all, err := openTokens(args[0])
+			_, t, err := storedTokenFor(args[0])
 			if err != nil {
 				return err
-			}
-			t, ok := all[base]
-			if !ok || (!t.Expiry.IsZero() && time.Now().After(t.Expiry)) {
-				return fmt.Errorf("no valid token for %s; run: gatehouse login %s", base, base)
 			}
 			_, err = fmt.Fprintln(stdout, t.AccessToken)
 			return err
@@ -231,7 +241,9 @@ func newLogoutCommand(stdout io.Writer) *cobra.Command {
 			}
 			client := &http.Client{Timeout: 30 * time.Second}
 			revoke := base + "/oauth2/revoke"
-			if meta, err := discover(cmd.Context(), client, base); err == nil && meta.RevocationEndpoint != "" {
+			// The token goes only to the server it came from, whatever the
+			// metadata names.
+			if meta, err := discover(cmd.Context(), client, base); err == nil && strings.HasPrefix(meta.RevocationEndpoint, base+"/") {
 				revoke = meta.RevocationEndpoint
 			}
 			resp, err := client.PostForm(revoke, url.Values{"token": {t.AccessToken}, "client_id": {oauthserver.CLIClientID}})

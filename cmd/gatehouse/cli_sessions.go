@@ -22,18 +22,15 @@ func newSessionsCommand(stdout io.Writer) *cobra.Command {
 		Short: "List your sessions and tokens at URL (with the token `gatehouse login` stored)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, _, all, err := openTokens(args[0])
+			base, t, err := storedTokenFor(args[0])
 			if err != nil {
 				return err
-			}
-			t, ok := all[base]
-			if !ok || (!t.Expiry.IsZero() && time.Now().After(t.Expiry)) {
-				return fmt.Errorf("no valid token for %s; run: gatehouse login %s", base, base)
 			}
 			client := &http.Client{Timeout: 30 * time.Second}
 			// The endpoints share the prefix of the advertised token endpoint.
 			endpoint := base + "/oauth2/sessions"
-			if meta, err := discover(cmd.Context(), client, base); err == nil && strings.HasSuffix(meta.TokenEndpoint, "/token") {
+			// Only on base's own origin: the stored token is sent there.
+			if meta, err := discover(cmd.Context(), client, base); err == nil && strings.HasPrefix(meta.TokenEndpoint, base+"/") && strings.HasSuffix(meta.TokenEndpoint, "/token") {
 				endpoint = strings.TrimSuffix(meta.TokenEndpoint, "/token") + "/sessions"
 			}
 			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, endpoint, nil)

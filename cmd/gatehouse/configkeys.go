@@ -2,9 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,7 +141,7 @@ func unknownKeys(ps *confcheck.Problems, val any, t reflect.Type, path string) {
 			return
 		}
 		fields := structFields(t)
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			path := confcheck.Join(path, k)
 			ft, ok := fields[strings.ToLower(k)]
 			if !ok {
@@ -154,7 +155,7 @@ func unknownKeys(ps *confcheck.Problems, val any, t reflect.Type, path string) {
 		if !ok {
 			return
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			unknownKeys(ps, m[k], t.Elem(), confcheck.Join(path, k))
 		}
 	case reflect.Slice:
@@ -193,15 +194,6 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 		fields[strings.ToLower(name)] = f.Type
 	}
 	return fields
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // flatten turns a struct into dotted keys and values, for viper defaults.

@@ -2,9 +2,10 @@ package workload
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,7 +135,7 @@ func (c IssuerConfig) Validate(name string, knownScopes func(string) bool) confc
 			ps.Addf("algorithms", "%q is not allowed: asymmetric only (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
 		}
 	}
-	for _, claim := range sortedKeys(c.Claims) {
+	for _, claim := range slices.Sorted(maps.Keys(c.Claims)) {
 		if claim == "" {
 			ps.Addf("claims", "claim names must not be empty")
 			continue
@@ -177,7 +178,7 @@ var sharedIssuers = map[string]bool{
 func ValidateAll(issuers map[string]IssuerConfig, knownScopes func(string) bool) confcheck.Problems {
 	var ps confcheck.Problems
 	byIssuer := map[string]string{}
-	for _, name := range sortedKeys(issuers) {
+	for _, name := range slices.Sorted(maps.Keys(issuers)) {
 		c := issuers[name]
 		c.Defaults()
 		ps.Nest(name, c.Validate(name, knownScopes))
@@ -202,13 +203,4 @@ func httpURL(raw string, allowQuery bool) error {
 		return fmt.Errorf("%q must not have a query or fragment", raw)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -25,7 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,7 +126,7 @@ func New(issuers map[string]IssuerConfig, client *http.Client, now func() time.T
 		return nil, errors.New(strings.Join(msgs, "; "))
 	}
 	v := &Verifier{byIss: map[string]*issuer{}, now: now}
-	for _, name := range sortedKeys(cfgs) {
+	for _, name := range slices.Sorted(maps.Keys(cfgs)) {
 		c := cfgs[name]
 		is := &issuer{
 			name:   name,
@@ -139,7 +141,7 @@ func New(issuers map[string]IssuerConfig, client *http.Client, now func() time.T
 		for _, a := range c.Audiences {
 			is.auds[a] = true
 		}
-		for _, claim := range sortedKeys(c.Claims) {
+		for _, claim := range slices.Sorted(maps.Keys(c.Claims)) {
 			g, _ := compileGlob(c.Claims[claim]) // checked by ValidateAll
 			is.rules = append(is.rules, claimRule{claim: claim, glob: g})
 		}
