@@ -52,18 +52,31 @@ func (t target) methods() []string {
 // upstream may read any of them (many servers decode %2F before routing).
 // A restriction then holds if any reading meets it, a permission only if
 // every reading does: kept characters never buy a way around a rule.
-func (t target) readings() []string {
-	paths := []string{t.path.Decoded}
+func (t target) readings() readingSet {
+	var rs readingSet
+	rs.add(t.path.Decoded)
 	if t.path.HasParams() {
-		paths = append(paths, t.path.Stripped)
+		rs.add(t.path.Stripped)
 	}
-	for _, p := range paths {
+	for _, p := range rs.paths[:rs.n] {
 		if slashed, ok := keptSlashReading(p); ok {
-			paths = append(paths, slashed)
+			rs.add(slashed)
 		}
 	}
-	return paths
+	return rs
 }
+
+// readingSet holds a request's readings in place: this runs on every
+// request, and a slice would cost an allocation each time.
+type readingSet struct {
+	paths [4]string
+	n     int
+}
+
+func (rs *readingSet) add(p string) { rs.paths[rs.n] = p; rs.n++ }
+
+// all returns the readings.
+func (rs *readingSet) all() []string { return rs.paths[:rs.n] }
 
 // keptSlashReading is path with each kept encoded slash read as "/" (in
 // canonical form, with encoded_slashes: keep, a %2F stays in its segment).
@@ -79,7 +92,8 @@ func keptSlashReading(path string) (string, bool) {
 func (t target) permits(allows func(method, path string) bool) bool {
 	for _, m := range t.methods() {
 		all := true
-		for _, p := range t.readings() {
+		rs := t.readings()
+		for _, p := range rs.all() {
 			if !allows(m, p) {
 				all = false
 				break
@@ -96,7 +110,8 @@ func (t target) permits(allows func(method, path string) bool) bool {
 // any reading.
 func (t target) matches(match func(method, path string) bool) bool {
 	for _, m := range t.methods() {
-		for _, p := range t.readings() {
+		rs := t.readings()
+		for _, p := range rs.all() {
 			if match(m, p) {
 				return true
 			}
@@ -109,7 +124,8 @@ func (t target) matches(match func(method, path string) bool) bool {
 // the request meets it.
 func (t target) restrict(ps filters.Policies, id identity.Identity) filters.Decision {
 	for _, m := range t.methods() {
-		for _, p := range t.readings() {
+		rs := t.readings()
+		for _, p := range rs.all() {
 			if d := ps.Check(m, p, id); !d.Allowed {
 				return d
 			}
